@@ -1,0 +1,1 @@
+"""Dataset manifests (YAML), installed as package data of segtool."""

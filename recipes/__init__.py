@@ -1,0 +1,1 @@
+"""Shipped training recipes (YAML), installed as package data of segtool."""

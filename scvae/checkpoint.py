@@ -1,0 +1,143 @@
+"""Model checkpoints: weights in safetensors, architecture in JSON, nothing that executes code.
+
+A model checkpoint is a directory holding `model.safetensors` and `config.json` (the config is
+also stored in the safetensors metadata, so a lone `.safetensors` file loads too). Legacy
+`.pt`/`.pth` files are read with `torch.load(weights_only=True)`, which refuses pickled code.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import torch
+
+from .config import SCVAEConfig
+from .fileio import atomic_write_bytes, atomic_write_text
+from .model import SCVAE
+
+WEIGHTS_FILE = "model.safetensors"
+CONFIG_FILE = "config.json"
+FORMAT = "scvae-checkpoint/1"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be loaded; the message names the file and the reason."""
+
+
+def save_model(model: SCVAE, directory: str | os.PathLike, extra_metadata: dict[str, str] | None = None) -> Path:
+    """Write `directory/model.safetensors` and `directory/config.json`, each atomically."""
+    from safetensors.torch import save
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    config_json = json.dumps(model.config.to_dict(), indent=2, sort_keys=True)
+    state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
+    metadata = {"format": FORMAT, "config": config_json, **(extra_metadata or {})}
+    atomic_write_bytes(directory / WEIGHTS_FILE, save(state, metadata=metadata))
+    atomic_write_text(directory / CONFIG_FILE, config_json + "\n")
+    return directory
+
+
+def _config_from_json(text: str, source: Path) -> SCVAEConfig:
+    try:
+        return SCVAEConfig.from_dict(json.loads(text))
+    except (json.JSONDecodeError, TypeError, ValueError) as exc:
+        raise CheckpointError(f"{source}: invalid model config ({exc})") from None
+
+
+def _read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    from safetensors import SafetensorError
+    from safetensors.torch import load
+
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise CheckpointError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    try:
+        tensors = load(data)
+    except (SafetensorError, ValueError, RuntimeError) as exc:
+        raise CheckpointError(f"{path}: not a valid safetensors file, truncated or corrupt ({exc})") from None
+    # Metadata lives in the JSON header: 8-byte little-endian length, then the header.
+    header_len = int.from_bytes(data[:8], "little")
+    header = json.loads(data[8:8 + header_len])
+    return tensors, header.get("__metadata__", {}) or {}
+
+
+def _read_torch_file(path: Path) -> tuple[dict[str, torch.Tensor], SCVAEConfig | None]:
+    import pickle
+
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else "unsafe content"
+        raise CheckpointError(f"{path}: refused: the file holds more than weights (would run code on load: {first[:160]})") from None
+    except (RuntimeError, EOFError, OSError, ValueError) as exc:
+        raise CheckpointError(f"{path}: not a readable checkpoint, truncated or corrupt ({str(exc).splitlines()[0][:160]})") from None
+    if isinstance(obj, dict) and "state_dict" in obj:
+        config = None
+        if isinstance(obj.get("config"), dict):
+            try:
+                config = SCVAEConfig.from_dict(obj["config"])
+            except (TypeError, ValueError) as exc:
+                raise CheckpointError(f"{path}: invalid model config ({exc})") from None
+        return obj["state_dict"], config
+    if isinstance(obj, dict) and all(isinstance(v, torch.Tensor) for v in obj.values()):
+        return obj, None
+    raise CheckpointError(f"{path}: expected a state dict of tensors")
+
+
+def resolve_checkpoint_files(path: str | os.PathLike) -> tuple[Path, Path | None]:
+    """(weights file, config file or None) for a checkpoint directory or file."""
+    path = Path(path)
+    if path.is_dir():
+        weights = path / WEIGHTS_FILE
+        if not weights.is_file():
+            raise CheckpointError(f"{path}: no {WEIGHTS_FILE} in this directory")
+        config = path / CONFIG_FILE
+        return weights, config if config.is_file() else None
+    if not path.exists():
+        raise CheckpointError(f"{path}: no such checkpoint file or directory")
+    sibling = path.with_name(CONFIG_FILE)
+    return path, sibling if sibling.is_file() else None
+
+
+def load_model(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> SCVAE:
+    """Build an SCVAE from a checkpoint directory, a .safetensors file or a .pt/.pth file."""
+    weights, config_file = resolve_checkpoint_files(path)
+    config: SCVAEConfig | None = None
+    if weights.suffix == ".safetensors":
+        state, metadata = _read_safetensors(weights)
+        if "config" in metadata:
+            config = _config_from_json(metadata["config"], weights)
+    else:
+        state, config = _read_torch_file(weights)
+    if config is None and config_file is not None:
+        config = _config_from_json(config_file.read_text(encoding="utf-8"), config_file)
+    if config is None:
+        raise CheckpointError(f"{weights}: no model config found (neither in the file nor a {CONFIG_FILE} beside it)")
+    model = SCVAE(config)
+    missing, unexpected = _compare_keys(model, state)
+    if missing or unexpected:
+        detail = []
+        if missing:
+            detail.append(f"missing {len(missing)} tensors (e.g. {missing[0]})")
+        if unexpected:
+            detail.append(f"{len(unexpected)} unexpected (e.g. {unexpected[0]})")
+        raise CheckpointError(f"{weights}: weights do not match the config: " + ", ".join(detail))
+    expected = model.state_dict()
+    for key, tensor in state.items():
+        if tuple(tensor.shape) != tuple(expected[key].shape):
+            raise CheckpointError(f"{weights}: weights do not match the config: {key} has shape "
+                                  f"{tuple(tensor.shape)}, the config needs {tuple(expected[key].shape)}")
+        if tensor.is_floating_point() and not torch.isfinite(tensor).all():
+            raise CheckpointError(f"{weights}: tensor {key} holds NaN or inf values")
+    model.load_state_dict(state)
+    return model.to(map_location).eval()
+
+
+def _compare_keys(model: SCVAE, state: dict[str, torch.Tensor]) -> tuple[list[str], list[str]]:
+    expected = set(model.state_dict())
+    given = set(state)
+    return sorted(expected - given), sorted(given - expected)

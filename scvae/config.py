@@ -1,0 +1,134 @@
+"""Model configuration: one dataclass with sane defaults, and named presets."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+
+from .lista import LISTA_MODES
+
+
+@dataclass
+class SCVAEConfig:
+    """Everything that defines an SC-VAE's architecture and loss.
+
+    d:              downsampling steps; an H x W input gives H/2^d x W/2^d codes.
+    base_channels:  C', the width of the first encoder level.
+    max_channels:   C'', the width of the last level and of the attention block.
+    channel_mult:   per-level width multipliers (d + 1 of them); by default the official
+                    layout (1, ..., 1, r/2, r/2, r) with r = C''/C'.
+    code_dim:       n, channels of E(x) and rows of the dictionary (a perfect square: 2-D DCT).
+    num_atoms:      K, dictionary atoms = length of each sparse code.
+    lista_steps:    s, unrolled LISTA iterations.
+    lista_mode:     "paper" (learned W_e, S, per-atom thresholds, fixed D) or "official"
+                    (trained D and scalar c); see scvae.lista.
+    alpha:          L1 weight of the loss and the LISTA threshold's initial scale.
+    latent_weight:  weight of the latent term ||E - DZ||^2 of eq. (5).
+    """
+
+    d: int = 3
+    base_channels: int = 128
+    max_channels: int = 512
+    channel_mult: tuple[int, ...] | None = None
+    num_res_blocks: int = 1
+    attn_levels: tuple[int, ...] = ()
+    in_channels: int = 3
+    code_dim: int = 256
+    num_atoms: int = 512
+    lista_steps: int = 16
+    lista_mode: str = "paper"
+    alpha: float = 0.1
+    latent_weight: float = 1.0
+    dropout: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.channel_mult is not None:
+            self.channel_mult = tuple(int(m) for m in self.channel_mult)
+        self.attn_levels = tuple(int(a) for a in self.attn_levels)
+        self.validate()
+
+    def validate(self) -> None:
+        problems = []
+        if self.d < 0:
+            problems.append(f"d must be >= 0, got {self.d}")
+        if self.base_channels < 1 or self.max_channels < self.base_channels:
+            problems.append(f"need 1 <= base_channels <= max_channels, got {self.base_channels}, {self.max_channels}")
+        if self.channel_mult is not None and len(self.channel_mult) != self.d + 1:
+            problems.append(f"channel_mult needs d + 1 = {self.d + 1} entries, got {len(self.channel_mult)}")
+        if math.isqrt(self.code_dim) ** 2 != self.code_dim:
+            problems.append(f"code_dim (n) must be a perfect square for the 2-D DCT, got {self.code_dim}")
+        if self.num_atoms < 1:
+            problems.append(f"num_atoms must be >= 1, got {self.num_atoms}")
+        if self.lista_steps < 1:
+            problems.append(f"lista_steps must be >= 1, got {self.lista_steps}")
+        if self.lista_mode not in LISTA_MODES:
+            problems.append(f"lista_mode must be one of {', '.join(LISTA_MODES)}, got {self.lista_mode!r}")
+        if self.alpha < 0:
+            problems.append(f"alpha must be >= 0, got {self.alpha}")
+        if self.num_res_blocks < 1:
+            problems.append(f"num_res_blocks must be >= 1, got {self.num_res_blocks}")
+        if problems:
+            raise ValueError("invalid SC-VAE config: " + "; ".join(problems))
+
+    @property
+    def multipliers(self) -> tuple[int, ...]:
+        if self.channel_mult is not None:
+            return self.channel_mult
+        r = max(1, self.max_channels // self.base_channels)
+        if self.d == 0:
+            return (r,)
+        if self.d == 1:
+            return (1, r)
+        half = max(1, r // 2)
+        return (1,) * (self.d - 2) + (half, half, r)
+
+    @property
+    def downsample_factor(self) -> int:
+        return 2 ** self.d
+
+    def code_grid(self, height: int, width: int) -> tuple[int, int]:
+        f = self.downsample_factor
+        return height // f, width // f
+
+    def to_dict(self) -> dict:
+        out = dataclasses.asdict(self)
+        out["channel_mult"] = list(self.channel_mult) if self.channel_mult is not None else None
+        out["attn_levels"] = list(self.attn_levels)
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "SCVAEConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown SC-VAE config keys: {', '.join(unknown)}")
+        return cls(**data)
+
+    def replace(self, **changes) -> "SCVAEConfig":
+        return dataclasses.replace(self, **changes)
+
+
+def _paper(d: int) -> SCVAEConfig:
+    return SCVAEConfig(d=d, base_channels=128, max_channels=512, num_res_blocks=1, code_dim=256, num_atoms=512,
+                       lista_steps=16)
+
+
+PRESETS: dict[str, SCVAEConfig] = {
+    # The paper's settings (C' = 128, C'' = 512, n = 256, K = 512, s = 16, one ResBlock per level as
+    # in its Table 4: 43M parameters at d = 3) at four depths.
+    "paper-d3": _paper(3),
+    "paper-d4": _paper(4),
+    "paper-d6": _paper(6),
+    "paper-d8": _paper(8),
+    # CPU-sized: trains at a few images/s on two cores, 32x32 codes from a 256x256 input.
+    "small-d3": SCVAEConfig(d=3, base_channels=32, max_channels=128, num_res_blocks=1, code_dim=64, num_atoms=256,
+                            lista_steps=16),
+}
+
+
+def preset(name: str) -> SCVAEConfig:
+    try:
+        return dataclasses.replace(PRESETS[name])
+    except KeyError:
+        raise ValueError(f"unknown model preset {name!r}; known presets: {', '.join(PRESETS)}") from None

@@ -1,0 +1,20 @@
+"""segtool: unsupervised image segmentation with an SC-VAE backbone.
+
+Library use (everything the CLI does is reachable from Python):
+
+    from segtool import Segmenter
+    seg = Segmenter.default()            # shipped model, default settings
+    result = seg.segment_file("photo.jpg")
+    result.mask                          # bool array at the image's own size
+"""
+
+__version__ = "0.1.0"
+
+
+def __getattr__(name):
+    # Lazy: `import segtool` (and `segtool --help`) must not pay for torch and sklearn.
+    if name in ("Segmenter", "SegmentResult"):
+        from . import segmenters
+
+        return getattr(segmenters, name)
+    raise AttributeError(f"module 'segtool' has no attribute {name!r}")

@@ -1,0 +1,124 @@
+"""Training recipes: YAML files with `model`, `data`, `train` and `out` sections.
+
+`segtool train imagenet` resolves the shipped `recipes/imagenet.yaml`; a path works too.
+`--set section.key=value` overrides any entry (values parsed as YAML: 4, 1e-4, [64, 128], true).
+The `model` section names a preset and overrides its fields: `{preset: paper-d3, d: 4}`.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+from .data import DataConfig, TrainingDataError
+
+SECTIONS = ("model", "data", "train", "out", "description")
+
+
+class RecipeError(ValueError):
+    """A recipe that cannot be found, parsed or applied."""
+
+
+@dataclass
+class Recipe:
+    name: str
+    source: str
+    model: object          # scvae.SCVAEConfig
+    data: DataConfig
+    train: object          # scvae.train.TrainConfig
+    out: str
+    description: str
+    resolved: dict         # the recipe after overrides, as written beside the run
+
+
+def recipe_dir():
+    return resources.files("segtool.recipes")
+
+
+def available_recipes() -> list[str]:
+    return sorted(p.name[:-5] for p in recipe_dir().iterdir() if p.name.endswith(".yaml"))
+
+
+def find_recipe(name_or_path: str) -> tuple[str, str]:
+    """(name, YAML text) of a shipped recipe by name or a recipe file by path."""
+    path = Path(name_or_path).expanduser()
+    if path.suffix in (".yaml", ".yml") or path.exists():
+        if not path.is_file():
+            raise RecipeError(f"{path}: no such recipe file")
+        return path.stem, path.read_text(encoding="utf-8")
+    shipped = recipe_dir() / f"{name_or_path}.yaml"
+    if not shipped.is_file():
+        raise RecipeError(f"unknown recipe {name_or_path!r}; shipped recipes: {', '.join(available_recipes())} "
+                          "(or give a path to a .yaml file)")
+    return str(name_or_path), shipped.read_text(encoding="utf-8")
+
+
+def parse_override(text: str) -> tuple[list[str], object]:
+    import yaml
+
+    key, sep, value = text.partition("=")
+    keys = [k for k in key.strip().split(".") if k]
+    if not sep or not keys:
+        raise RecipeError(f"--set {text!r}: expected section.key=value, e.g. --set model.d=4")
+    if keys[0] not in SECTIONS:
+        raise RecipeError(f"--set {text!r}: unknown section {keys[0]!r}; recipes have {', '.join(SECTIONS)}")
+    try:
+        return keys, yaml.safe_load(value) if value.strip() else None
+    except yaml.YAMLError:
+        return keys, value
+
+
+def apply_overrides(raw: dict, overrides: list[str]) -> dict:
+    out = copy.deepcopy(raw)
+    for text in overrides:
+        keys, value = parse_override(text)
+        node = out
+        for k in keys[:-1]:
+            node = node.setdefault(k, {})
+            if not isinstance(node, dict):
+                raise RecipeError(f"--set {text!r}: {k!r} is not a section")
+        node[keys[-1]] = value
+    return out
+
+
+def build_recipe(name: str, source: str, raw: dict) -> Recipe:
+    import scvae
+    from scvae.train import TrainConfig
+
+    unknown = sorted(set(raw) - set(SECTIONS))
+    if unknown:
+        raise RecipeError(f"{source}: unknown top-level keys {', '.join(unknown)}; expected {', '.join(SECTIONS)}")
+    model_raw = dict(raw.get("model") or {})
+    preset_name = model_raw.pop("preset", None)
+    try:
+        base = scvae.preset(preset_name) if preset_name else scvae.SCVAEConfig()
+        fields = {f.name for f in dataclasses.fields(base)}
+        bad = sorted(set(model_raw) - fields)
+        if bad:
+            raise ValueError(f"unknown model keys {', '.join(bad)}")
+        if "d" in model_raw and "channel_mult" not in model_raw:
+            model_raw["channel_mult"] = None  # re-derive the level widths for the new depth
+        model = base.replace(**model_raw)
+        train = TrainConfig.from_dict(dict(raw.get("train") or {}))
+        data = DataConfig.from_dict(dict(raw.get("data") or {}))
+    except (TypeError, ValueError, TrainingDataError) as exc:
+        raise RecipeError(f"{source}: {exc}") from None
+    return Recipe(name=name, source=source, model=model, data=data, train=train,
+                  out=str(raw.get("out") or f"runs/{name}"), description=str(raw.get("description") or ""),
+                  resolved=raw)
+
+
+def load_recipe(name_or_path: str, overrides: list[str] | None = None) -> Recipe:
+    import yaml
+
+    name, text = find_recipe(name_or_path)
+    try:
+        raw = yaml.safe_load(text) or {}
+    except yaml.YAMLError as exc:
+        raise RecipeError(f"{name_or_path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    if not isinstance(raw, dict):
+        raise RecipeError(f"{name_or_path}: a recipe is a mapping with sections {', '.join(SECTIONS)}")
+    return build_recipe(name, name_or_path, apply_overrides(raw, overrides or []))

@@ -1,0 +1,131 @@
+"""`segtool train`: a recipe -> datasets -> scvae.train, with a progress bar, a log and a loss plot."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+from rich.console import Console
+
+from .recipe import Recipe, load_recipe
+
+console = Console(stderr=True)
+
+
+def describe_model(recipe: Recipe) -> dict:
+    import scvae
+
+    model = scvae.SCVAE(recipe.model)
+    counts = model.num_parameters()
+    h, w = recipe.model.code_grid(256, 256)
+    th, tw = recipe.model.code_grid(recipe.train.resolution, recipe.train.resolution)
+    return {"parameters": counts, "codes_at_256": [h, w, recipe.model.num_atoms],
+            "codes_at_train_resolution": [th, tw, recipe.model.num_atoms],
+            "channels": [recipe.model.base_channels * m for m in recipe.model.multipliers]}
+
+
+def print_dry_run(recipe: Recipe) -> None:
+    from rich.table import Table
+
+    info = describe_model(recipe)
+    cfg = recipe.model
+    table = Table(title=f"recipe {recipe.name}: {recipe.source}", show_header=False)
+    table.add_row("model", f"d={cfg.d}, C'={cfg.base_channels} -> C''={cfg.max_channels} "
+                  f"(widths {info['channels']}), n={cfg.code_dim}, K={cfg.num_atoms}, s={cfg.lista_steps}, "
+                  f"LISTA {cfg.lista_mode}, alpha={cfg.alpha}")
+    p = info["parameters"]
+    table.add_row("parameters", f"{p['total']:,} (encoder {p['encoder']:,}, LISTA {p['lista']:,}, decoder {p['decoder']:,})")
+    table.add_row("codes", f"{'x'.join(map(str, info['codes_at_256']))} for a 256x256 input; "
+                  f"{'x'.join(map(str, info['codes_at_train_resolution']))} at the training resolution "
+                  f"{recipe.train.resolution}")
+    t = recipe.train
+    length = f"{t.max_steps} steps" if t.max_steps else f"{t.epochs} epochs"
+    table.add_row("training", f"{length}, batch {t.batch_size} per process, lr {t.lr} ({t.schedule}), "
+                  f"betas {list(t.betas)}, grad clip {t.grad_clip}")
+    table.add_row("data", f"{recipe.data.source} {recipe.data.root or recipe.data.name or '(--data-root)'}, "
+                  f"holdout {recipe.data.holdout}")
+    table.add_row("out", recipe.out)
+    Console().print(table)
+
+
+class RichHooks:
+    """Progress bar on a terminal; a plain line every few logs when output is redirected."""
+
+    def __init__(self, out_dir: Path):
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+        self.out_dir = out_dir
+        self.interactive = console.is_terminal
+        self.progress = Progress(TextColumn("[bold]train"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[stats]}"),
+                                 TimeElapsedColumn(), TimeRemainingColumn(), console=console, disable=not self.interactive)
+        self.task = None
+        self.last_print = 0.0
+
+    def on_start(self, info: dict) -> None:
+        p = info["parameters"]["total"]
+        resumed = f", resumed from {info['resumed_from']}" if info["resumed_from"] else ""
+        console.print(f"training {p:,} parameters on {info['device']} x {info['world_size']} "
+                      f"(bf16 autocast: {info['amp']}), steps {info['start_step']} -> {info['total_steps']}{resumed}")
+        self.progress.start()
+        self.task = self.progress.add_task("train", total=info["total_steps"], completed=info["start_step"], stats="")
+
+    def on_step(self, step: int, metrics: dict) -> None:
+        if "images_per_s" in metrics:
+            stats = (f"loss {metrics['loss']:.4f} recon {metrics['recon']:.4f} latent {metrics['latent']:.4f} "
+                     f"| {metrics['images_per_s']:.1f} img/s | {metrics['resolution']}px")
+            self.progress.update(self.task, completed=step, stats=stats)
+            if not self.interactive and time.monotonic() - self.last_print > 30:
+                console.print(f"step {step}: {stats}")
+                self.last_print = time.monotonic()
+        else:
+            self.progress.update(self.task, completed=step)
+
+    def on_checkpoint(self, step: int, path: Path, val: dict) -> None:
+        from .plots import plot_training_log
+
+        extra = f" | val PSNR {val['val_psnr']:.2f} dB SSIM {val['val_ssim']:.3f}" if val else ""
+        self.progress.console.print(f"checkpoint {path}{extra}")
+        plot_training_log(self.out_dir / "log.jsonl", self.out_dir / "loss.png")
+
+    def on_end(self, step: int) -> None:
+        self.progress.stop()
+
+
+def run_training(recipe_ref: str, overrides: list[str], data_root: str | None, out: str | None, max_steps: int | None,
+                 resume: bool, dry_run: bool, device: str) -> Path | None:
+    if data_root is not None:
+        overrides = [*overrides, f"data.root={json.dumps(str(data_root))}"]
+    if max_steps is not None:
+        overrides = [*overrides, f"train.max_steps={int(max_steps)}"]
+    recipe = load_recipe(recipe_ref, overrides)
+    rank = int(os.environ.get("RANK", "0"))
+    if dry_run:
+        if rank == 0:
+            print_dry_run(recipe)
+        return None
+
+    from scvae.train import Trainer
+
+    from .data import AugmentedImages, load_image_sets, validation_tensor
+
+    out_dir = Path(out or recipe.out)
+    existing = (out_dir / "checkpoints").is_dir() and any((out_dir / "checkpoints").iterdir())
+    if existing and not resume:
+        raise FileExistsError(f"{out_dir} already holds checkpoints: pass --resume to continue, or --out to start a new run")
+    train_set, val_set = load_image_sets(recipe.data)
+    val_images = validation_tensor(val_set, recipe.data.val_resolution) if rank == 0 else None
+    if rank == 0:
+        import yaml
+
+        out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / "recipe.yaml").write_text(yaml.safe_dump(recipe.resolved, sort_keys=False), encoding="utf-8")
+        console.print(f"{len(train_set)} training images, {0 if val_images is None else len(val_images)} held out; "
+                      f"writing to {out_dir}")
+    hooks = RichHooks(out_dir) if rank == 0 else None
+    trainer = Trainer(recipe.model, recipe.train, AugmentedImages(train_set, recipe.data), out_dir,
+                      val_images=val_images, hooks=hooks, device=device,
+                      run_info={"recipe": recipe.name, "argv": sys.argv[1:]})
+    return trainer.fit(resume=resume)
