@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 
 import torch
@@ -65,14 +66,26 @@ def _read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, st
     return tensors, header.get("__metadata__", {}) or {}
 
 
+def _unpickler_reason(exc: Exception) -> str:
+    """The safe unpickler's own reason ("Unsupported global: GLOBAL posix.system ..."), not torch's
+    advice to retry with weights_only=False."""
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc))
+    _, marker, rest = text.partition("WeightsUnpickler error:")
+    lines = [line.strip() for line in (rest if marker else text).splitlines() if line.strip()]
+    return (lines[0].split(". Please")[0] if lines else "unsupported content")[:160]
+
+
 def _read_torch_file(path: Path) -> tuple[dict[str, torch.Tensor], SCVAEConfig | None]:
     import pickle
+    import warnings
 
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # torch warns about unusual pickle protocols before refusing them
+            obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else "unsafe content"
-        raise CheckpointError(f"{path}: refused: the file holds more than weights (would run code on load: {first[:160]})") from None
+        raise CheckpointError(f"{path}: refused: not a plain weights file; unpickling it could run code "
+                              f"({_unpickler_reason(exc)})") from None
     except (RuntimeError, EOFError, OSError, ValueError) as exc:
         raise CheckpointError(f"{path}: not a readable checkpoint, truncated or corrupt ({str(exc).splitlines()[0][:160]})") from None
     if isinstance(obj, dict) and "state_dict" in obj:

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-from .checkpoint import CONFIG_FILE, WEIGHTS_FILE, CheckpointError, load_model, save_model
+from .checkpoint import CONFIG_FILE, WEIGHTS_FILE, CheckpointError, _unpickler_reason, load_model, save_model
 from .fileio import atomic_write_bytes, atomic_write_text, fsync_dir
 from .model import SCVAE
 
@@ -74,7 +74,8 @@ class CheckpointManager:
         dirs = [p for p in self._step_dirs() if p.name != keep_name]
         for old in dirs[: max(0, len(dirs) - (self.keep - 1))]:
             shutil.rmtree(old, ignore_errors=True)
-        for stale in self.root.glob(".tmp-step-*"):
+        # Left by a kill mid-save: a half-written new checkpoint or a replaced old one.
+        for stale in [*self.root.glob(".tmp-step-*"), *self.root.glob(".old-step-*")]:
             shutil.rmtree(stale, ignore_errors=True)
 
     @staticmethod
@@ -99,7 +100,10 @@ class CheckpointManager:
         state_file = path / STATE_FILE
         try:
             state = torch.load(state_file, map_location=map_location, weights_only=True)
-        except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError) as exc:
+        except pickle.UnpicklingError as exc:
+            raise CheckpointError(f"{state_file}: refused: not a plain training state; unpickling it could run code "
+                                  f"({_unpickler_reason(exc)})") from None
+        except (RuntimeError, EOFError, OSError, ValueError) as exc:
             raise CheckpointError(f"{state_file}: unreadable training state ({str(exc).splitlines()[0][:160]})") from None
         if not isinstance(state, dict) or "step" not in state:
             raise CheckpointError(f"{state_file}: not a training state (no step recorded)")

@@ -15,6 +15,7 @@ import json
 import math
 import signal
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Protocol, Sequence
@@ -22,6 +23,7 @@ from typing import Callable, Protocol, Sequence
 import torch
 from torch.utils.data import DataLoader
 
+from .checkpoint import CheckpointError
 from .config import SCVAEConfig
 from .distributed import DistEnv, all_reduce_mean, barrier, setup, teardown
 from .fileio import atomic_write_text
@@ -260,7 +262,7 @@ class Trainer:
         return max(1, int(self.config.epochs * per_epoch))
 
     def _trim_log(self, step: int) -> None:
-        """After a resume, drop log rows past the checkpoint: those steps are about to be redone."""
+        """Drop log rows past the starting step: those steps are about to be redone."""
         if not self.log_path.is_file():
             return
         kept = []
@@ -279,9 +281,12 @@ class Trainer:
     # -- the loop -------------------------------------------------------------------------
     def fit(self, resume: bool = False) -> Path | None:
         env = setup(self.device_request)
+        deterministic_before = torch.are_deterministic_algorithms_enabled()
         try:
             return self._fit(env, resume)
         finally:
+            # deterministic=True is a process-wide switch: give the caller back its own setting.
+            torch.use_deterministic_algorithms(deterministic_before)
             teardown(env)
 
     def _fit(self, env: DistEnv, resume: bool) -> Path | None:
@@ -297,16 +302,27 @@ class Trainer:
         resumed_from = self.checkpoints.latest() if resume else None
         if resumed_from is not None:
             loaded, state = CheckpointManager.load(resumed_from, map_location=env.device)
-            model.load_state_dict(loaded.state_dict())
+            try:
+                model.load_state_dict(loaded.state_dict())
+            except RuntimeError:
+                changed = [f"{f.name} {getattr(loaded.config, f.name)!r} -> {getattr(self.model_config, f.name)!r}"
+                           for f in dataclasses.fields(loaded.config)
+                           if getattr(loaded.config, f.name) != getattr(self.model_config, f.name)]
+                raise CheckpointError(f"{resumed_from}: cannot resume, the model config changed since this checkpoint "
+                                      f"({', '.join(changed)}); resume with the run's own recipe, or train into a new "
+                                      f"directory") from None
             optimizer.load_state_dict(state["optimizer"])
             scheduler.load_state_dict(state["scheduler"])
             step = int(state["step"])
             elapsed_before = float(state.get("elapsed_s", 0.0))
             torch.set_rng_state(state["rng_cpu"].cpu())
+            if env.device.type == "cuda" and "rng_cuda" in state:
+                torch.cuda.set_rng_state(state["rng_cuda"].cpu(), env.device)
         if env.is_main:
             self.out_dir.mkdir(parents=True, exist_ok=True)
-            if resumed_from is not None:
-                self._trim_log(step)
+            # Rows past the starting step (all of them for a fresh start) belong to an attempt
+            # whose weights are gone; keeping them would duplicate steps in the log.
+            self._trim_log(step)
         barrier(env)
 
         train_model: torch.nn.Module = model
@@ -315,8 +331,11 @@ class Trainer:
 
             train_model = DistributedDataParallel(model, device_ids=[env.device.index] if env.device.type == "cuda" else None)
         sampler = StepBatchSampler(len(self.dataset), cfg.batch_size, env, cfg.seed, step, total, cfg.resolution_at)
+        # The loader draws a base seed for its workers from its own generator, not from the
+        # global RNG: a draw there would shift the dropout stream of a resumed run by one.
         loader = DataLoader(self.dataset, batch_sampler=sampler, num_workers=cfg.num_workers,
-                            pin_memory=env.device.type == "cuda", persistent_workers=False)
+                            pin_memory=env.device.type == "cuda", persistent_workers=False,
+                            generator=torch.Generator().manual_seed(cfg.seed))
         use_amp = cfg.amp and env.device.type == "cuda"
 
         if env.is_main:
@@ -329,7 +348,11 @@ class Trainer:
         t_start = time.perf_counter()
         window_t, window_images = time.perf_counter(), 0
         model.train()
-        with _StopFlag() as stop:
+        with _StopFlag() as stop, warnings.catch_warnings():
+            # DDP compares gradient strides literally; a 1x1 conv's weight gradient can differ from
+            # the bucket only in the strides of its size-1 dimensions (same memory layout), and
+            # DDP then warns on every rank of every CPU run.
+            warnings.filterwarnings("ignore", message="Grad strides do not match bucket view strides")
             for batch in loader:
                 x = batch.to(env.device, non_blocking=True)
                 with torch.autocast(device_type=env.device.type, dtype=torch.bfloat16, enabled=use_amp):
@@ -384,6 +407,7 @@ class Trainer:
         if env.is_main:
             state = {"step": step, "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                      "rng_cpu": torch.get_rng_state(), "elapsed_s": elapsed,
+                     **({"rng_cuda": torch.cuda.get_rng_state(env.device)} if env.device.type == "cuda" else {}),
                      "train_config": json.dumps(dataclasses.asdict(self.config)),
                      "run_info": json.dumps(self.run_info)}
             path = self.checkpoints.save(step, model, state)

@@ -15,7 +15,8 @@ import typer
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Unsupervised image segmentation with an SC-VAE backbone.")
-data_app = typer.Typer(add_completion=False, no_args_is_help=True, help="Benchmark datasets: list, describe, verify, fetch.")
+from .data_cli import data_app  # noqa: E402  (typer only; heavy imports live inside the commands)
+
 app.add_typer(data_app, name="data")
 
 DEBUG_ENV = "SEGTOOL_DEBUG"
@@ -89,7 +90,8 @@ def _report(exc: Exception, debug: bool) -> None:
 
     if isinstance(exc, TrainingInterrupted):
         where = f"checkpoint saved to {exc.checkpoint}; " if exc.checkpoint else ""
-        typer.echo(f"segtool: interrupted at step {exc.step}; {where}rerun with --resume to continue", err=True)
+        if os.environ.get("RANK", "0") == "0":
+            typer.echo(f"segtool: interrupted at step {exc.step}; {where}rerun with --resume to continue", err=True)
         sys.exit(130)
     for kind, code in _error_types():
         if isinstance(exc, kind):
@@ -97,8 +99,8 @@ def _report(exc: Exception, debug: bool) -> None:
                 import traceback
 
                 traceback.print_exception(exc)
-            message = str(exc) if not isinstance(exc, FileExistsError) else str(exc)
-            typer.echo(f"segtool: error: {message}", err=True)
+            if os.environ.get("RANK", "0") == "0":  # under torchrun, one report, not one per process
+                typer.echo(f"segtool: error: {exc}", err=True)
             sys.exit(getattr(exc, "exit_code", code) if code == -1 else code)
     raise exc
 

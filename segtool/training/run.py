@@ -12,7 +12,8 @@ from rich.console import Console
 
 from .recipe import Recipe, load_recipe
 
-console = Console(stderr=True)
+# soft_wrap: redirected output is read as a log; rich would otherwise break lines at 80 columns.
+console = Console(stderr=True, soft_wrap=True)
 
 
 def describe_model(recipe: Recipe) -> dict:
@@ -128,4 +129,10 @@ def run_training(recipe_ref: str, overrides: list[str], data_root: str | None, o
     trainer = Trainer(recipe.model, recipe.train, AugmentedImages(train_set, recipe.data), out_dir,
                       val_images=val_images, hooks=hooks, device=device,
                       run_info={"recipe": recipe.name, "argv": sys.argv[1:]})
-    return trainer.fit(resume=resume)
+    try:
+        path = trainer.fit(resume=resume)
+    finally:
+        if hooks is not None:
+            hooks.progress.stop()  # on Ctrl-C or divergence too: a live display hides the cursor until stopped
+    # Every rank returns the path; only rank 0 reports it, so torchrun prints it once.
+    return path if rank == 0 else None

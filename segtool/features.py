@@ -1,0 +1,68 @@
+"""Per-cell feature grids the clustering runs on: colour (Lab), position, and SC-VAE code transforms."""
+
+from __future__ import annotations
+
+import numpy as np
+
+CODE_TRANSFORMS = ("raw", "abs", "l2", "pca")
+
+
+def resize_image(image: np.ndarray, width: int, height: int) -> np.ndarray:
+    """Area-averaging when shrinking (no aliasing), bilinear when enlarging."""
+    import cv2
+
+    shrinking = width * height < image.shape[0] * image.shape[1]
+    return cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
+
+
+def lab_image(image: np.ndarray) -> np.ndarray:
+    """RGB uint8 -> CIE Lab float32 (L in [0, 100])."""
+    from skimage.color import rgb2lab
+
+    return rgb2lab(image).astype(np.float32)
+
+
+def colour_grid(image: np.ndarray, grid: tuple[int, int]) -> np.ndarray:
+    """Mean Lab colour of each cell of an h x w grid over the image: [h, w, 3]."""
+    h, w = grid
+    return resize_image(lab_image(image), w, h)
+
+
+def position_grid(h: int, w: int) -> np.ndarray:
+    """(x, y) of each cell centre in [0, 1]: [h, w, 2]."""
+    ys, xs = np.meshgrid(np.linspace(0, 1, h), np.linspace(0, 1, w), indexing="ij")
+    return np.stack([xs, ys], axis=-1).astype(np.float32)
+
+
+def transform_codes(codes: np.ndarray, transform: str = "raw", pca_dims: int = 16) -> np.ndarray:
+    """Code grid [h, w, K] -> feature grid [h, w, C].
+
+    raw: the codes; abs: |z| (sign-free activity pattern); l2: each cell's code unit-normed
+    (cosine geometry: what is active, not how strongly); pca: the image's top principal
+    components of the codes (denoises the many weak atoms).
+    """
+    h, w, k = codes.shape
+    flat = codes.reshape(h * w, k).astype(np.float32)
+    if transform == "raw":
+        out = flat
+    elif transform == "abs":
+        out = np.abs(flat)
+    elif transform == "l2":
+        out = flat / np.maximum(np.linalg.norm(flat, axis=1, keepdims=True), 1e-8)
+    elif transform == "pca":
+        centred = flat - flat.mean(axis=0, keepdims=True)
+        dims = min(pca_dims, min(centred.shape))
+        u, s, _ = np.linalg.svd(centred, full_matrices=False)
+        out = u[:, :dims] * s[:dims]
+    else:
+        raise ValueError(f"unknown code transform {transform!r}; choose one of {', '.join(CODE_TRANSFORMS)}")
+    return out.reshape(h, w, -1)
+
+
+def standardise(features: np.ndarray) -> np.ndarray:
+    """Scale a feature grid so its cells have unit mean squared distance to their mean: lets
+    blocks of different kinds (codes, colour) be weighted against each other by one number."""
+    flat = features.reshape(-1, features.shape[-1]).astype(np.float64)
+    centred = flat - flat.mean(axis=0, keepdims=True)
+    spread = np.sqrt((centred ** 2).sum(axis=1).mean())
+    return (centred / max(spread, 1e-12)).reshape(features.shape).astype(np.float32)

@@ -1,0 +1,57 @@
+"""From a coarse grid mask to a mask at image resolution: upsampling and optional refinement."""
+
+from __future__ import annotations
+
+import numpy as np
+
+REFINEMENTS = ("none", "grabcut")
+
+
+def upsample_mask(grid_mask: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Bilinear upsampling of the 0/1 grid, thresholded at 1/2: smooth edges instead of blocks."""
+    import cv2
+
+    soft = cv2.resize(grid_mask.astype(np.float32), (width, height), interpolation=cv2.INTER_LINEAR)
+    return soft >= 0.5
+
+
+def grabcut_from_mask(image: np.ndarray, mask: np.ndarray, iterations: int = 5, sure_margin: float = 0.08) -> np.ndarray:
+    """GrabCut seeded from a mask instead of a rectangle.
+
+    Pixels deep inside the mask (eroded by `sure_margin` of the short side) are sure
+    foreground, pixels far outside it sure background, the band between is left to GrabCut's
+    colour models. If the seed leaves either class without sure pixels, or GrabCut empties
+    the mask, the seed mask is returned unchanged.
+    """
+    import cv2
+
+    mask = mask.astype(bool)
+    if mask.all() or not mask.any():
+        return mask
+    h, w = mask.shape
+    radius = max(1, int(round(sure_margin * min(h, w))))
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
+    m8 = mask.astype(np.uint8)
+    sure_fg = cv2.erode(m8, kernel).astype(bool)
+    sure_bg = ~cv2.dilate(m8, kernel).astype(bool)
+    if not sure_fg.any() or not sure_bg.any():
+        return mask
+    gc = np.where(mask, cv2.GC_PR_FGD, cv2.GC_PR_BGD).astype(np.uint8)
+    gc[sure_fg] = cv2.GC_FGD
+    gc[sure_bg] = cv2.GC_BGD
+    bgd, fgd = np.zeros((1, 65), np.float64), np.zeros((1, 65), np.float64)
+    bgr = np.ascontiguousarray(image[..., ::-1])
+    try:
+        cv2.grabCut(bgr, gc, None, bgd, fgd, iterations, cv2.GC_INIT_WITH_MASK)
+    except cv2.error:
+        return mask  # degenerate colour models (e.g. a flat image)
+    out = (gc == cv2.GC_FGD) | (gc == cv2.GC_PR_FGD)
+    return out if out.any() else mask
+
+
+def refine_mask(image: np.ndarray, mask: np.ndarray, method: str = "none") -> np.ndarray:
+    if method == "none":
+        return mask
+    if method == "grabcut":
+        return grabcut_from_mask(image, mask)
+    raise ValueError(f"unknown refinement {method!r}; choose one of {', '.join(REFINEMENTS)}")

@@ -1,0 +1,240 @@
+"""One `Segmenter` interface for the SC-VAE pipeline and the classical baselines.
+
+A segmenter is configured in `__init__` and segments RGB uint8 images (H x W x 3) into
+boolean foreground masks at the image's own size. Grid-clustering segmenters share one
+pipeline: feature grid -> clusters (spectral or K-means) -> boundary connectivity picks the
+foreground clusters -> upsampling -> optional refinement. Only the features differ, which is
+what makes the comparison between codes and colour an honest ablation.
+
+Add a method by subclassing `Segmenter` (or `GridClusterSegmenter`) and registering a
+factory in `SEGMENTERS`.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Callable
+
+import numpy as np
+
+from .cluster import kmeans_labels, spectral_labels
+from .features import colour_grid, position_grid, standardise, transform_codes
+from .foreground import select_foreground
+from .refine import refine_mask, upsample_mask
+
+METHODS = ("spectral", "kmeans")
+
+
+@dataclass
+class SegmentResult:
+    mask: np.ndarray                       # bool [H, W] at the input image's size
+    labels: np.ndarray | None = None       # cluster id per grid cell [h, w]
+    grid_mask: np.ndarray | None = None    # foreground per grid cell [h, w]
+    foreground_clusters: list[int] = field(default_factory=list)
+    cluster_sizes: dict[int, int] = field(default_factory=dict)
+    cluster_scores: dict[int, float] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    @property
+    def foreground_fraction(self) -> float:
+        return float(self.mask.mean())
+
+    def summary(self) -> dict:
+        return {"foreground_fraction": round(self.foreground_fraction, 4),
+                "foreground_clusters": self.foreground_clusters,
+                "cluster_sizes": {str(k): v for k, v in self.cluster_sizes.items()},
+                "boundary_connectivity": {str(k): round(v, 4) for k, v in self.cluster_scores.items()},
+                "seconds": round(self.seconds, 4)}
+
+
+class Segmenter:
+    """Base class: override `segment` (or `segment_batch` when batching pays, as for a model)."""
+
+    name = "segmenter"
+
+    def segment(self, image: np.ndarray) -> SegmentResult:
+        raise NotImplementedError
+
+    def segment_batch(self, images: list[np.ndarray]) -> list[SegmentResult]:
+        return [self.segment(image) for image in images]
+
+    def settings(self) -> dict:
+        return {}
+
+
+@dataclass
+class ClusterSettings:
+    k: int = 2
+    method: str = "spectral"
+    affinity: str = "rbf"
+    gamma_scale: float = 1.0
+    n_neighbors: int = 10
+    rule: str = "simple"
+    threshold: float | None = None
+    geodesic_sigma: float = 2.0
+    position_weight: float = 0.0
+    refine: str = "none"
+    n_init: int = 4
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            raise ValueError(f"unknown clustering method {self.method!r}; choose one of {', '.join(METHODS)}")
+        if self.k < 2:
+            raise ValueError(f"k must be at least 2 (got {self.k}): one cluster cannot separate anything")
+
+
+class GridClusterSegmenter(Segmenter):
+    """The shared pipeline; subclasses provide `feature_grids`."""
+
+    def __init__(self, settings: ClusterSettings | None = None):
+        self.cfg = settings or ClusterSettings()
+
+    def feature_grids(self, images: list[np.ndarray]) -> list[np.ndarray]:
+        raise NotImplementedError
+
+    def settings(self) -> dict:
+        return asdict(self.cfg)
+
+    def cluster(self, features: np.ndarray) -> np.ndarray:
+        h, w, c = features.shape
+        if self.cfg.k > h * w:
+            raise ValueError(f"k = {self.cfg.k} is larger than the {h}x{w} grid of this image")
+        flat = features.reshape(h * w, c)
+        if self.cfg.method == "kmeans":
+            labels = kmeans_labels(flat, self.cfg.k, seed=self.cfg.seed, n_init=self.cfg.n_init)
+        else:
+            labels = spectral_labels(flat, self.cfg.k, affinity=self.cfg.affinity, seed=self.cfg.seed,
+                                     gamma_scale=self.cfg.gamma_scale, n_neighbors=self.cfg.n_neighbors)[self.cfg.k]
+        return labels.reshape(h, w)
+
+    def with_position(self, features: np.ndarray) -> np.ndarray:
+        if self.cfg.position_weight <= 0:
+            return features
+        pos = position_grid(*features.shape[:2]) * self.cfg.position_weight
+        return np.concatenate([features, pos], axis=-1)
+
+    def finish(self, image: np.ndarray, features: np.ndarray, started: float) -> SegmentResult:
+        labels = self.cluster(self.with_position(features))
+        choice = select_foreground(labels, self.cfg.rule, self.cfg.threshold, features=features,
+                                   sigma=self.cfg.geodesic_sigma)
+        mask = upsample_mask(choice.mask, *image.shape[:2])
+        mask = refine_mask(image, mask, self.cfg.refine)
+        sizes = {int(c): int((labels == c).sum()) for c in np.unique(labels)}
+        return SegmentResult(mask, labels, choice.mask, choice.foreground_clusters, sizes, choice.cluster_scores,
+                             time.perf_counter() - started)
+
+    def segment_batch(self, images: list[np.ndarray]) -> list[SegmentResult]:
+        started = time.perf_counter()
+        grids = self.feature_grids(images)
+        shared = (time.perf_counter() - started) / max(1, len(images))  # feature time, spread evenly
+        results = []
+        for image, features in zip(images, grids):
+            t0 = time.perf_counter() - shared
+            results.append(self.finish(image, features, t0))
+        return results
+
+    def segment(self, image: np.ndarray) -> SegmentResult:
+        return self.segment_batch([image])[0]
+
+
+class ColourSegmenter(GridClusterSegmenter):
+    """Colour clustering: mean Lab per cell of a 32x32 grid (+ position), raw Lab units."""
+
+    name = "colour"
+
+    def __init__(self, settings: ClusterSettings | None = None, grid: int = 32):
+        super().__init__(settings or ClusterSettings(k=3, method="kmeans", position_weight=20.0))
+        self.grid = grid
+
+    def feature_grids(self, images: list[np.ndarray]) -> list[np.ndarray]:
+        return [colour_grid(image, (self.grid, self.grid)) for image in images]
+
+
+@dataclass
+class CodeFeatureSettings:
+    transform: str = "raw"        # see segtool.features.transform_codes
+    pca_dims: int = 16
+    colour_weight: float = 0.0    # append standardised Lab colour with this weight (0: codes only)
+    smooth: int = 0               # box-filter radius over the grid before clustering
+
+
+class SCVAESegmenter(GridClusterSegmenter):
+    """The SC-VAE pipeline: clustering of each image's sparse-code grid."""
+
+    name = "scvae"
+
+    def __init__(self, extractor, settings: ClusterSettings | None = None,
+                 features: CodeFeatureSettings | None = None):
+        super().__init__(settings)
+        self.extractor = extractor
+        self.code_cfg = features or CodeFeatureSettings()
+
+    def settings(self) -> dict:
+        return {**asdict(self.cfg), **{f"codes_{k}": v for k, v in asdict(self.code_cfg).items()}}
+
+    def features_from_codes(self, image: np.ndarray, codes: np.ndarray) -> np.ndarray:
+        feats = standardise(transform_codes(codes, self.code_cfg.transform, self.code_cfg.pca_dims))
+        if self.code_cfg.colour_weight > 0:
+            colour = standardise(colour_grid(image, codes.shape[:2])) * self.code_cfg.colour_weight
+            feats = np.concatenate([feats, colour], axis=-1)
+        if self.code_cfg.smooth > 0:
+            import cv2
+
+            r = self.code_cfg.smooth
+            feats = cv2.blur(feats, (2 * r + 1, 2 * r + 1), borderType=cv2.BORDER_REFLECT)
+        return feats
+
+    def feature_grids(self, images: list[np.ndarray]) -> list[np.ndarray]:
+        codes = self.extractor.extract(images)
+        return [self.features_from_codes(image, z) for image, z in zip(images, codes)]
+
+
+class GrabCutSegmenter(Segmenter):
+    """OpenCV GrabCut initialised with a centred rectangle inset `inset` of each side."""
+
+    name = "grabcut"
+
+    def __init__(self, inset: float = 0.1, iterations: int = 5):
+        self.inset = inset
+        self.iterations = iterations
+
+    def settings(self) -> dict:
+        return {"inset": self.inset, "iterations": self.iterations}
+
+    def segment(self, image: np.ndarray) -> SegmentResult:
+        import cv2
+
+        started = time.perf_counter()
+        h, w = image.shape[:2]
+        x0, y0 = int(round(self.inset * w)), int(round(self.inset * h))
+        rect = (x0, y0, max(1, w - 2 * x0), max(1, h - 2 * y0))
+        gc = np.zeros((h, w), np.uint8)
+        bgd, fgd = np.zeros((1, 65), np.float64), np.zeros((1, 65), np.float64)
+        try:
+            cv2.grabCut(np.ascontiguousarray(image[..., ::-1]), gc, rect, bgd, fgd, self.iterations, cv2.GC_INIT_WITH_RECT)
+            mask = (gc == cv2.GC_FGD) | (gc == cv2.GC_PR_FGD)
+        except cv2.error:
+            mask = np.zeros((h, w), bool)  # too small or flat for GrabCut's colour models
+        # An empty result is left empty: that is what the method gives.
+        return SegmentResult(mask, seconds=time.perf_counter() - started)
+
+
+class EllipseSegmenter(Segmenter):
+    """A centred ellipse filling the inscribed area: the prior with no look at the pixels."""
+
+    name = "ellipse"
+
+    def segment(self, image: np.ndarray) -> SegmentResult:
+        h, w = image.shape[:2]
+        ys, xs = np.mgrid[0:h, 0:w]
+        mask = ((xs + 0.5 - w / 2) / (w / 2)) ** 2 + ((ys + 0.5 - h / 2) / (h / 2)) ** 2 <= 1
+        return SegmentResult(mask)
+
+
+SEGMENTERS: dict[str, Callable[..., Segmenter]] = {
+    "colour": ColourSegmenter,
+    "grabcut": GrabCutSegmenter,
+    "ellipse": EllipseSegmenter,
+}

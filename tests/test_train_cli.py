@@ -1,0 +1,132 @@
+"""`segtool train`: dry runs describe the model, and every user mistake is one line, no traceback."""
+
+import re
+
+import pytest
+import torch
+
+import scvae
+from scvae.run_checkpoints import CheckpointManager
+from segtool.cli import main
+from segtool.training.recipe import available_recipes, load_recipe
+
+from conftest import tiny_config
+
+SHIPPED = ["small-cpu", "imagenet", "ffhq", "imagenet-d4", "imagenet-d6", "imagenet-d8", "default-cpu"]
+
+
+@pytest.fixture(autouse=True)
+def wide_console(monkeypatch):
+    # rich wraps at 80 columns when output is not a terminal; keep each message on one line.
+    monkeypatch.setenv("COLUMNS", "1000")
+
+
+def run(capsys, *argv) -> tuple[int, str, str]:
+    with pytest.raises(SystemExit) as info:
+        main(["train", *argv])
+    out, err = capsys.readouterr()
+    return info.value.code, out, err
+
+
+def assert_one_line_error(err: str) -> str:
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1, err
+    assert lines[0].startswith("segtool: error: ")
+    assert "Traceback" not in err
+    return lines[0]
+
+
+def parameter_count(out: str) -> int:
+    row = next(line for line in out.splitlines() if "parameters" in line)
+    return int(re.search(r"\d{1,3}(?:,\d{3})+", row).group().replace(",", ""))
+
+
+def test_dry_run_of_the_paper_model(capsys):
+    code, out, _ = run(capsys, "imagenet", "--dry-run")
+    assert code == 0
+    assert 40_000_000 <= parameter_count(out) <= 50_000_000  # the paper's d = 3 model: about 43M
+    assert "32x32x512" in out
+
+
+def test_dry_run_with_an_override(capsys):
+    code, out, _ = run(capsys, "imagenet", "--dry-run", "--set", "model.d=4")
+    assert code == 0
+    assert "16x16x512" in out and "32x32x512" not in out
+
+
+def test_unknown_recipe(capsys):
+    code, _, err = run(capsys, "no-such-recipe", "--dry-run")
+    assert code == 2
+    line = assert_one_line_error(err)
+    assert "no-such-recipe" in line and "small-cpu" in line  # names what exists
+
+
+@pytest.mark.parametrize("override, hint", [("model.d", "expected section.key=value"),
+                                            ("optimiser.lr=1e-4", "unknown section"),
+                                            ("model.no_such_field=1", "no_such_field")])
+def test_bad_override(capsys, override, hint):
+    code, _, err = run(capsys, "small-cpu", "--dry-run", "--set", override)
+    assert code == 2
+    assert hint in assert_one_line_error(err)
+
+
+def test_imagefolder_recipe_without_data_root(capsys, tmp_path):
+    code, _, err = run(capsys, "small-cpu", "--out", str(tmp_path / "run"), "--max-steps", "1")
+    assert code != 0
+    assert "--data-root" in assert_one_line_error(err)
+    assert not (tmp_path / "run").exists()  # nothing written for a run that never started
+
+
+def test_rerun_into_a_run_directory_needs_resume(capsys, tmp_path):
+    out = tmp_path / "run"
+    CheckpointManager(out / "checkpoints").save(5, scvae.SCVAE(tiny_config()), {"step": 5, "rng_cpu": torch.get_rng_state()})
+    images = tmp_path / "images"
+    images.mkdir()
+    code, _, err = run(capsys, "small-cpu", "--data-root", str(images), "--out", str(out))
+    assert code == 2
+    assert "--resume" in assert_one_line_error(err)
+    assert (out / "checkpoints" / "step-00000005").is_dir()  # untouched
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_shipped_recipes_parse(name):
+    assert name in available_recipes()
+    recipe = load_recipe(name)
+    assert recipe.train.max_steps or recipe.train.epochs
+    scvae.SCVAEConfig.from_dict(recipe.model.to_dict())  # a valid architecture
+
+
+def test_progress_display_is_closed_when_training_stops_early(tmp_path, monkeypatch):
+    # On a terminal the progress bar hides the cursor; Ctrl-C or a divergence must still give it back.
+    import io
+
+    from PIL import Image
+    from rich.console import Console
+
+    import segtool.training.run as run_module
+    from scvae.train import Trainer, TrainingInterrupted
+
+    images = tmp_path / "images"
+    images.mkdir()
+    for i in range(4):
+        Image.new("RGB", (16, 16), (60 * i, 80, 120)).save(images / f"{i}.png")
+    recipe = tmp_path / "tiny.yaml"
+    recipe.write_text("model: {d: 2, base_channels: 8, max_channels: 16, code_dim: 16, num_atoms: 32, lista_steps: 4}\n"
+                      "data: {source: imagefolder, holdout: 1}\n"
+                      "train: {batch_size: 2, resolution: 16, max_steps: 5}\n")
+    screen = io.StringIO()
+    monkeypatch.setattr(run_module, "console", Console(file=screen, force_terminal=True, width=100))
+    started = []
+
+    def interrupted_fit(self, resume=False):
+        self.hooks.on_start({"parameters": {"total": 1}, "resumed_from": None, "device": "cpu", "world_size": 1,
+                             "amp": False, "start_step": 0, "total_steps": 5})
+        started.append(self.hooks)
+        raise TrainingInterrupted(2, None)
+
+    monkeypatch.setattr(Trainer, "fit", interrupted_fit)
+    with pytest.raises(TrainingInterrupted):
+        run_module.run_training(str(recipe), [], str(images), str(tmp_path / "run"), None, False, False, "cpu")
+    assert started and not started[0].progress.live.is_started
+    shown, hidden = screen.getvalue().rfind("\x1b[?25h"), screen.getvalue().rfind("\x1b[?25l")
+    assert hidden >= 0 and shown > hidden  # the cursor was hidden, then shown again
