@@ -23,6 +23,55 @@ DEBUG_ENV = "SEGTOOL_DEBUG"
 
 
 @app.command()
+def segment(
+    paths: List[str] = typer.Argument(..., help="Image files, folders (their images) or globs such as 'photos/*.jpg'."),
+    k: Optional[int] = typer.Option(None, "--k", help="Clusters per image (default: the measured pipeline default)."),
+    method: Optional[str] = typer.Option(None, "--method", help="Clustering: spectral | kmeans."),
+    refine: Optional[str] = typer.Option(None, "--refine", help="Refinement at full resolution: none | grabcut."),
+    model: Optional[str] = typer.Option(None, "--model", help="A shipped model name or a checkpoint path (default: the shipped model)."),
+    out: Path = typer.Option(Path("segtool-out"), "--out", help="Output folder for <stem>_mask/_overlay/_clusters.png."),
+    json_: bool = typer.Option(False, "--json", help="Print per-image results as JSON on stdout."),
+    device: str = typer.Option("auto", "--device", help="auto | cpu | cuda"),
+    max_pixels: int = typer.Option(100_000_000, "--max-pixels", min=1, help="Refuse images with more pixels (decompression bombs)."),
+    batch_size: int = typer.Option(8, "--batch-size", min=1, help="Images encoded together."),
+):
+    """Segment images: writes a 0/255 mask, an overlay and a cluster map per image."""
+    from .segment_cmd import run_segment
+
+    code = run_segment(paths, k=k, method=method, refine=refine, model=model, out=out, as_json=json_, device=device,
+                       max_pixels=max_pixels, batch_size=batch_size)
+    raise typer.Exit(code)
+
+
+@app.command("eval")
+def eval_(
+    dataset: str = typer.Argument(..., help="flowers | cub | isic | folder:PATH (images/ + masks/ with the same stems)."),
+    data_root: Optional[Path] = typer.Option(None, "--data-root", help="Where the dataset lives (flowers, cub, isic)."),
+    k: Optional[int] = typer.Option(None, "--k", help="Clusters per image for the SC-VAE pipeline."),
+    method: Optional[str] = typer.Option(None, "--method", help="Clustering: spectral | kmeans."),
+    refine: Optional[str] = typer.Option(None, "--refine", help="none | grabcut"),
+    methods: str = typer.Option("scvae", "--methods", help="Comma-separated methods to run, e.g. 'scvae,scvae[k=3]'."),
+    compare: Optional[str] = typer.Option(None, "--compare", help="Baselines run in the same harness: grabcut,colour,colour-pipeline,ellipse."),
+    noise: str = typer.Option("0", "--noise", help="Gaussian noise sigma(s) on [0,1] images, e.g. 0,0.1,0.2,0.3."),
+    limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Only the first N test images (fixed order)."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Output folder (default: a new folder under segtool-out/)."),
+    resume: bool = typer.Option(False, "--resume", help="Skip images already in --out's results.csv."),
+    image_resize: str = typer.Option("bilinear", "--image-resize", help="bilinear (default) | nearest (the IEM reference code)."),
+    model: Optional[str] = typer.Option(None, "--model", help="A shipped model name or a checkpoint path."),
+    device: str = typer.Option("auto", "--device", help="auto | cpu | cuda"),
+    batch_size: int = typer.Option(32, "--batch-size", min=1, help="Images per batch."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the noise."),
+    cache: bool = typer.Option(True, "--cache/--no-cache", help="Cache codes on disk (keyed by model, image, noise)."),
+):
+    """Evaluate on a benchmark with the IEM protocol: strict and IEM IoU/DICE per method and noise level."""
+    from .eval_cmd import run_eval_command
+
+    run_eval_command(dataset, data_root=data_root, k=k, method=method, refine=refine, methods=methods, compare=compare,
+                     noise=noise, limit=limit, out=out, resume=resume, image_resize=image_resize, model=model,
+                     device=device, batch_size=batch_size, seed=seed, cache=cache)
+
+
+@app.command()
 def train(
     recipe: str = typer.Argument(..., help="A shipped recipe name (small-cpu, imagenet, ffhq, ...) or a path to a YAML recipe."),
     set_: List[str] = typer.Option([], "--set", help="Override a recipe entry, e.g. --set model.d=4 --set train.lr=2e-4."),

@@ -46,7 +46,8 @@ def _grid_edges(h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
     return a, b
 
 
-def geodesic_background_probability(features: np.ndarray, sigma: float = 2.0, bndcon_sigma: float = 1.0) -> np.ndarray:
+def geodesic_background_probability(features: np.ndarray, sigma: float = 2.0, bndcon_sigma: float = 1.0,
+                                    clip: float = 1.0) -> np.ndarray:
     """bgProb per cell of a feature grid [h, w, C] (see module docstring); returns [h, w]."""
     from scipy.sparse import coo_matrix
     from scipy.sparse.csgraph import dijkstra
@@ -56,8 +57,11 @@ def geodesic_background_probability(features: np.ndarray, sigma: float = 2.0, bn
     a, b = _grid_edges(h, w)
     dist = np.linalg.norm(flat[a] - flat[b], axis=1)
     scale = np.median(dist)
-    # Zero-weight edges would merge cells in the sparse graph; a floor keeps them as edges.
-    dist = np.maximum(dist / (scale if scale > 0 else 1.0), 1e-6)
+    # Differences up to `clip` median edges are texture, not boundaries: without this the many
+    # small steps inside a region add up and every path across a 32x32 grid looks long.
+    dist = np.maximum(dist / (scale if scale > 0 else 1.0) - clip, 0.0)
+    # Zero-weight edges would vanish from the sparse graph; a floor keeps them as edges.
+    dist = np.maximum(dist, 1e-6)
     graph = coo_matrix((np.concatenate([dist, dist]), (np.concatenate([a, b]), np.concatenate([b, a]))),
                        shape=(h * w, h * w)).tocsr()
     geo = dijkstra(graph, directed=False)

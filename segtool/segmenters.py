@@ -6,16 +6,14 @@ pipeline: feature grid -> clusters (spectral or K-means) -> boundary connectivit
 foreground clusters -> upsampling -> optional refinement. Only the features differ, which is
 what makes the comparison between codes and colour an honest ablation.
 
-Add a method by subclassing `Segmenter` (or `GridClusterSegmenter`) and registering a
-factory in `SEGMENTERS`.
+Add a method by subclassing `Segmenter` (or `GridClusterSegmenter`) and naming it in
+`segtool.methods`.
 """
 
 from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Callable
-
 import numpy as np
 
 from .cluster import kmeans_labels, spectral_labels
@@ -174,8 +172,8 @@ class SCVAESegmenter(GridClusterSegmenter):
     def settings(self) -> dict:
         return {**asdict(self.cfg), **{f"codes_{k}": v for k, v in asdict(self.code_cfg).items()}}
 
-    def features_from_codes(self, image: np.ndarray, codes: np.ndarray) -> np.ndarray:
-        feats = standardise(transform_codes(codes, self.code_cfg.transform, self.code_cfg.pca_dims))
+    def features_from_codes(self, image: np.ndarray, codes: np.ndarray, transform: str | None = None) -> np.ndarray:
+        feats = standardise(transform_codes(codes, transform or self.code_cfg.transform, self.code_cfg.pca_dims))
         if self.code_cfg.colour_weight > 0:
             colour = standardise(colour_grid(image, codes.shape[:2])) * self.code_cfg.colour_weight
             feats = np.concatenate([feats, colour], axis=-1)
@@ -189,6 +187,28 @@ class SCVAESegmenter(GridClusterSegmenter):
     def feature_grids(self, images: list[np.ndarray]) -> list[np.ndarray]:
         codes = self.extractor.extract(images)
         return [self.features_from_codes(image, z) for image, z in zip(images, codes)]
+
+
+class PipelineColourSegmenter(SCVAESegmenter):
+    """The SC-VAE pipeline with Lab colour in place of the codes, on the grid the model would
+    give: everything but the features is shared, so the difference is what the codes add."""
+
+    name = "colour-pipeline"
+
+    def __init__(self, settings: ClusterSettings | None = None, features: CodeFeatureSettings | None = None,
+                 input_side: int = 256, factor: int = 8):
+        super().__init__(None, settings, features)
+        self.input_side, self.factor = input_side, factor
+
+    def feature_grids(self, images: list[np.ndarray]) -> list[np.ndarray]:
+        from .codes import model_input_size
+
+        grids = []
+        for image in images:
+            h, w = model_input_size(*image.shape[:2], side=self.input_side, multiple=self.factor)
+            colour = standardise(colour_grid(image, (h // self.factor, w // self.factor)))
+            grids.append(self.features_from_codes(image, colour, transform="raw"))
+        return grids
 
 
 class GrabCutSegmenter(Segmenter):
@@ -222,19 +242,22 @@ class GrabCutSegmenter(Segmenter):
 
 
 class EllipseSegmenter(Segmenter):
-    """A centred ellipse filling the inscribed area: the prior with no look at the pixels."""
+    """A centred ellipse with semi-axes `scale` x half the image: the centre prior alone, with
+    no look at the pixels (0.7 covers 38% of the image)."""
 
     name = "ellipse"
+
+    def __init__(self, scale: float = 0.7):
+        self.scale = scale
+
+    def settings(self) -> dict:
+        return {"scale": self.scale}
 
     def segment(self, image: np.ndarray) -> SegmentResult:
         h, w = image.shape[:2]
         ys, xs = np.mgrid[0:h, 0:w]
-        mask = ((xs + 0.5 - w / 2) / (w / 2)) ** 2 + ((ys + 0.5 - h / 2) / (h / 2)) ** 2 <= 1
+        rx, ry = self.scale * w / 2, self.scale * h / 2
+        mask = ((xs + 0.5 - w / 2) / rx) ** 2 + ((ys + 0.5 - h / 2) / ry) ** 2 <= 1
         return SegmentResult(mask)
 
 
-SEGMENTERS: dict[str, Callable[..., Segmenter]] = {
-    "colour": ColourSegmenter,
-    "grabcut": GrabCutSegmenter,
-    "ellipse": EllipseSegmenter,
-}

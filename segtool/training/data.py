@@ -14,6 +14,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..imageio import to_rgb
+
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 
 
@@ -95,27 +97,6 @@ def load_image_sets(config: DataConfig):
         val = val.select(range(min(len(val), config.val_limit)))
         return train, val
     raise TrainingDataError(f"unknown data.source {config.source!r}: use imagefolder or hub")
-
-
-def to_rgb(image):
-    """PIL image in its displayed orientation, RGB (greyscale, palette, alpha, CMYK, 16-bit handled)."""
-    from PIL import ImageOps
-
-    image = ImageOps.exif_transpose(image)
-    if image.mode in ("I;16", "I;16B", "I;16L", "I"):
-        arr = np.asarray(image, dtype=np.float64)
-        top = 65535.0 if arr.max() > 255 else 255.0
-        from PIL import Image
-
-        image = Image.fromarray((arr / top * 255).clip(0, 255).astype(np.uint8))
-    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
-        from PIL import Image
-
-        rgba = image.convert("RGBA")
-        background = Image.new("RGB", rgba.size, (255, 255, 255))
-        background.paste(rgba, mask=rgba.getchannel("A"))
-        return background
-    return image.convert("RGB")
 
 
 def random_resized_box(width: int, height: int, rng: np.random.Generator, scale, ratio) -> tuple[int, int, int, int]:

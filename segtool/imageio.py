@@ -1,0 +1,93 @@
+"""Reading user images safely: one clear error per bad file, nothing decoded that should not be.
+
+Handled as valid: alpha (composited on white), greyscale, palette, 16-bit, CMYK, EXIF
+orientation (pixels come back as viewers display them), extreme aspect ratios.
+Refused with a one-line `ImageLoadError`: missing paths, directories, empty files, non-images,
+truncated or corrupt files, images below MIN_SIDE pixels a side, and images above a pixel
+limit, checked from the header before decoding (decompression bombs).
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from .errors import InputError
+
+DEFAULT_MAX_PIXELS = 100_000_000
+MIN_SIDE = 8
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
+
+
+class ImageLoadError(InputError):
+    """An input image that cannot be used; the message names the file and the reason."""
+
+
+def to_rgb(image):
+    """A PIL image in its displayed orientation as 8-bit RGB."""
+    from PIL import Image, ImageOps
+
+    image = ImageOps.exif_transpose(image)
+    if image.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+        arr = np.asarray(image, dtype=np.float64)
+        top = 65535.0 if arr.max() > 255 else 255.0
+        image = Image.fromarray((arr / top * 255.0).clip(0, 255).round().astype(np.uint8))
+    if image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or (image.mode == "P" and "transparency" in image.info):
+        rgba = image.convert("RGBA")
+        background = Image.new("RGB", rgba.size, (255, 255, 255))
+        background.paste(rgba, mask=rgba.getchannel("A"))
+        return background
+    return image.convert("RGB")
+
+
+def load_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """RGB uint8 array [H, W, 3] of an image file, or ImageLoadError."""
+    from PIL import Image, UnidentifiedImageError
+
+    path = Path(path)
+    if not path.exists():
+        raise ImageLoadError(f"{path}: no such file")
+    if path.is_dir():
+        raise ImageLoadError(f"{path}: is a directory, not an image")
+    try:
+        size = path.stat().st_size
+    except OSError as exc:
+        raise ImageLoadError(f"{path}: cannot read ({exc.strerror})") from None
+    if size == 0:
+        raise ImageLoadError(f"{path}: empty file")
+    previous_limit = Image.MAX_IMAGE_PIXELS
+    try:
+        # Our own limit is checked below from the header; PIL's would fire first with its own wording.
+        Image.MAX_IMAGE_PIXELS = None
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with Image.open(path) as image:
+                width, height = image.size
+                if width * height > max_pixels:
+                    raise ImageLoadError(
+                        f"{path}: {width}x{height} is {width * height / 1e6:.0f} megapixels, above the limit of "
+                        f"{max_pixels / 1e6:.0f} (a decompression bomb?); raise it with --max-pixels if the file is trusted")
+                if min(width, height) < MIN_SIDE:
+                    raise ImageLoadError(f"{path}: {width}x{height} pixels is too small to segment "
+                                         f"(each side needs at least {MIN_SIDE})")
+                image.load()
+                rgb = to_rgb(image)
+    except ImageLoadError:
+        raise
+    except UnidentifiedImageError:
+        raise ImageLoadError(f"{path}: not an image file (or a format Pillow cannot read)") from None
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ImageLoadError(f"{path}: truncated or corrupt image ({reason})") from None
+    except MemoryError:
+        raise ImageLoadError(f"{path}: too large to decode in the available memory") from None
+    finally:
+        Image.MAX_IMAGE_PIXELS = previous_limit
+    return np.asarray(rgb, dtype=np.uint8)
+
+
+def looks_like_image(path: Path) -> bool:
+    return path.suffix.lower() in IMAGE_SUFFIXES

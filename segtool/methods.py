@@ -1,0 +1,135 @@
+"""Method names -> configured segmenters, for `segment` and `eval`.
+
+    scvae              the SC-VAE pipeline with the measured defaults (see docs/PIPELINE.md)
+    colour-pipeline    the same pipeline (clustering, foreground rule, refinement) on Lab colour
+                       features instead of codes: the ablation that isolates what the codes add
+    colour             classical colour K-means: 32x32 Lab + 20 x position, k=3, simple BndCon
+    grabcut            OpenCV GrabCut from a centred rectangle inset 10%, 5 iterations
+    ellipse            a centred ellipse (axes 0.7 of the image): the shape prior alone
+
+A method may carry overrides in brackets: `scvae[k=3,method=kmeans,refine=none]`,
+`colour[k=2,method=spectral]`. Values are parsed as YAML scalars.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+from .errors import UsageError
+
+METHOD_NAMES = ("scvae", "colour-pipeline", "colour", "grabcut", "ellipse")
+MODEL_METHODS = ("scvae",)
+
+
+@dataclass
+class MethodSpec:
+    name: str
+    overrides: dict = field(default_factory=dict)
+
+    @property
+    def label(self) -> str:
+        if not self.overrides:
+            return self.name
+        return f"{self.name}[{','.join(f'{k}={v}' for k, v in self.overrides.items())}]"
+
+
+def split_top_level(text: str) -> list[str]:
+    """Split on commas that are not inside brackets."""
+    parts, depth, current = [], 0, []
+    for ch in text:
+        if ch == "[":
+            depth += 1
+        elif ch == "]":
+            depth -= 1
+        if ch == "," and depth == 0:
+            parts.append("".join(current))
+            current = []
+        else:
+            current.append(ch)
+    parts.append("".join(current))
+    return [p.strip() for p in parts if p.strip()]
+
+
+def parse_method(text: str) -> MethodSpec:
+    import yaml
+
+    text = text.strip()
+    name, _, rest = text.partition("[")
+    name = name.strip().lower().replace("color", "colour")
+    if name not in METHOD_NAMES:
+        raise UsageError(f"unknown method {text!r}; choose from {', '.join(METHOD_NAMES)}")
+    overrides: dict = {}
+    if rest:
+        if not rest.endswith("]"):
+            raise UsageError(f"method {text!r}: missing closing ']'")
+        for item in split_top_level(rest[:-1]):
+            key, sep, value = item.partition("=")
+            if not sep:
+                raise UsageError(f"method {text!r}: expected key=value inside the brackets, got {item!r}")
+            try:
+                overrides[key.strip()] = yaml.safe_load(value)
+            except yaml.YAMLError:
+                overrides[key.strip()] = value
+    return MethodSpec(name, overrides)
+
+
+def parse_method_list(text: str | None) -> list[MethodSpec]:
+    return [parse_method(p) for p in split_top_level(text)] if text else []
+
+
+def _apply(target, overrides: dict, spec: MethodSpec) -> None:
+    fields = {f.name for f in dataclasses.fields(target)}
+    for key, value in list(overrides.items()):
+        if key in fields:
+            setattr(target, key, value)
+            overrides.pop(key)
+
+
+def default_pipeline():
+    """The measured default pipeline settings (cluster settings, code-feature settings)."""
+    from .segmenters import ClusterSettings, CodeFeatureSettings
+
+    return ClusterSettings(k=2, method="spectral"), CodeFeatureSettings()
+
+
+def build_segmenter(spec: MethodSpec, *, extractor_factory=None, cli: dict | None = None):
+    """A configured Segmenter for a method spec. `cli` holds --k/--method/--refine values that
+    apply to the pipeline methods (scvae, colour-pipeline) unless the brackets override them."""
+    from .segmenters import (ClusterSettings, ColourSegmenter, EllipseSegmenter, GrabCutSegmenter,
+                             PipelineColourSegmenter, SCVAESegmenter)
+
+    overrides = dict(spec.overrides)
+    try:
+        if spec.name in ("scvae", "colour-pipeline"):
+            cluster, codes = default_pipeline()
+            for key, value in (cli or {}).items():
+                if value is not None and key not in overrides:
+                    overrides[key] = value
+            _apply(cluster, overrides, spec)
+            _apply(codes, overrides, spec)
+            cluster.__post_init__()
+            if overrides:
+                raise UsageError(f"method {spec.label}: unknown setting(s) {', '.join(overrides)}")
+            if spec.name == "scvae":
+                if extractor_factory is None:
+                    raise UsageError("the scvae method needs a model")
+                from .models import LazyExtractor
+
+                return SCVAESegmenter(LazyExtractor(extractor_factory), cluster, codes)
+            return PipelineColourSegmenter(cluster, codes)
+        if spec.name == "colour":
+            cluster = ClusterSettings(k=3, method="kmeans", position_weight=20.0)
+            grid = int(overrides.pop("grid", 32))
+            _apply(cluster, overrides, spec)
+            cluster.__post_init__()
+            if overrides:
+                raise UsageError(f"method {spec.label}: unknown setting(s) {', '.join(overrides)}")
+            return ColourSegmenter(cluster, grid=grid)
+        if spec.name == "grabcut":
+            return GrabCutSegmenter(**overrides)
+        return EllipseSegmenter(**overrides)
+    except TypeError as exc:
+        raise UsageError(f"method {spec.label}: {exc}") from None
+    except ValueError as exc:
+        raise UsageError(f"method {spec.label}: {exc}") from None

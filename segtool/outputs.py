@@ -1,0 +1,112 @@
+"""Writing segmentation outputs without ever losing a user's file.
+
+Every file is written whole (temporary file + rename), so a crash leaves no partial PNG.
+An output folder remembers, in `.segtool-outputs.json`, which files segtool wrote: rerunning
+replaces those, but a file of the same name that segtool did not write is never overwritten.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from .errors import InputError, UsageError
+
+LEDGER = ".segtool-outputs.json"
+
+# Distinct, colour-blind-friendly colours for cluster maps (Okabe-Ito, then Tableau).
+PALETTE = np.array([
+    [230, 159, 0], [86, 180, 233], [0, 158, 115], [240, 228, 66], [0, 114, 178], [213, 94, 0], [204, 121, 167],
+    [120, 120, 120], [31, 119, 180], [255, 127, 14], [44, 160, 44], [214, 39, 40], [148, 103, 189], [140, 86, 75],
+], dtype=np.uint8)
+
+
+class OutputDir:
+    def __init__(self, path: str | os.PathLike, inputs: list[Path]):
+        self.path = Path(path)
+        self._check_against_inputs(inputs)
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+            fd, probe = tempfile.mkstemp(prefix=".segtool-write-test-", dir=self.path)
+            os.close(fd)
+            os.unlink(probe)
+        except OSError as exc:
+            raise UsageError(f"--out {self.path}: cannot write there ({exc.strerror or exc}); choose another folder") from None
+        self.ledger_path = self.path / LEDGER
+        self.owned = self._read_ledger()
+
+    def _check_against_inputs(self, inputs: list[Path]) -> None:
+        if self.path.exists() and not self.path.is_dir():
+            raise UsageError(f"--out {self.path}: is a file; --out must be a folder (it would not be overwritten)")
+        out = self.path.resolve()
+        for item in inputs:
+            resolved = item.resolve()
+            folder = resolved if resolved.is_dir() else resolved.parent
+            if out == resolved or (item.is_dir() and out == folder):
+                raise UsageError(f"--out {self.path}: is an input; outputs there would mix with the images "
+                                 "(and be read as inputs next time). Choose another folder")
+
+    def _read_ledger(self) -> set[str]:
+        try:
+            return set(json.loads(self.ledger_path.read_text(encoding="utf-8")).get("files", []))
+        except (OSError, ValueError, AttributeError):
+            return set()
+
+    def _save_ledger(self) -> None:
+        from scvae.fileio import atomic_write_text
+
+        atomic_write_text(self.ledger_path, json.dumps({"files": sorted(self.owned)}, indent=1) + "\n")
+
+    def check_free(self, names: list[str], protected: set[Path]) -> None:
+        """Refuse before writing anything if a name is taken by a file segtool did not write."""
+        for name in names:
+            target = self.path / name
+            if target.resolve() in protected:
+                raise InputError(f"{target}: would overwrite an input image; choose another --out")
+            if target.exists() and name not in self.owned:
+                raise InputError(f"{target}: exists and was not written by segtool; move it or choose another --out")
+
+    def write_png(self, name: str, array: np.ndarray) -> Path:
+        import cv2
+
+        from scvae.fileio import atomic_write_bytes
+
+        data = array if array.ndim == 2 else array[..., ::-1]  # cv2 encodes BGR
+        ok, encoded = cv2.imencode(".png", np.ascontiguousarray(data))
+        if not ok:
+            raise InputError(f"{self.path / name}: PNG encoding failed")
+        target = self.path / name
+        atomic_write_bytes(target, encoded.tobytes())
+        self.owned.add(name)
+        self._save_ledger()
+        return target
+
+
+def overlay_image(image: np.ndarray, mask: np.ndarray, colour=(255, 40, 40), alpha: float = 0.45) -> np.ndarray:
+    """The image with the foreground tinted and its outline drawn."""
+    import cv2
+
+    out = image.astype(np.float32).copy()
+    tint = np.array(colour, dtype=np.float32)
+    out[mask] = (1 - alpha) * out[mask] + alpha * tint
+    out = out.clip(0, 255).astype(np.uint8)
+    thickness = max(1, round(min(image.shape[:2]) / 200))
+    contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+    cv2.drawContours(out, contours, -1, tuple(int(c) for c in colour), thickness)
+    return out
+
+
+def cluster_image(labels: np.ndarray, height: int, width: int, foreground: list[int]) -> np.ndarray:
+    """The cluster map at image size: one colour per cluster, background clusters darkened."""
+    import cv2
+
+    colours = PALETTE[np.arange(labels.max() + 1) % len(PALETTE)].astype(np.float32)
+    for c in range(len(colours)):
+        if c not in foreground:
+            colours[c] *= 0.45
+    grid = colours[labels].astype(np.uint8)
+    return cv2.resize(grid, (width, height), interpolation=cv2.INTER_NEAREST)

@@ -1,0 +1,60 @@
+"""The `segment` command: options -> segmenter -> files -> report on screen or as JSON."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from rich.console import Console
+
+from .errors import UsageError
+
+console = Console(stderr=True)
+
+
+def pipeline_options(k: int | None, method: str | None, refine: str | None) -> dict:
+    from .refine import REFINEMENTS
+    from .segmenters import METHODS
+
+    if k is not None and k < 2:
+        raise UsageError(f"--k {k}: need at least 2 clusters (one cluster cannot separate foreground from background)")
+    if method is not None and method not in METHODS:
+        raise UsageError(f"--method {method!r}: choose {' or '.join(METHODS)}")
+    if refine is not None and refine not in REFINEMENTS:
+        raise UsageError(f"--refine {refine!r}: choose {' or '.join(REFINEMENTS)}")
+    return {"k": k, "method": method, "refine": refine}
+
+
+def run_segment(paths: list[str], *, k=None, method=None, refine=None, model=None, out: Path = Path("segtool-out"),
+                as_json: bool = False, device: str = "auto", max_pixels: int = 100_000_000, batch_size: int = 8) -> int:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from .methods import MethodSpec, build_segmenter
+    from .models import load_extractor
+    from .segment_files import segment_files
+
+    options = pipeline_options(k, method, refine)
+    segmenter = build_segmenter(MethodSpec("scvae"), cli=options,
+                                extractor_factory=lambda: load_extractor(model, device=device, batch_size=batch_size))
+    with Progress(TextColumn("[bold]segment"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                  console=console, transient=True, disable=not console.is_terminal) as bar:
+        task = bar.add_task("segment", total=None)
+        report = segment_files(paths, segmenter, out, max_pixels=max_pixels, batch_size=batch_size,
+                               progress=lambda done, total: bar.update(task, completed=done, total=total))
+    if as_json:
+        payload = {"results": report.results,
+                   "failed": [{"input": i, "error": e} for i, e in report.failures],
+                   "settings": segmenter.settings()}
+        json.dump(payload, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    else:
+        for r in report.results:
+            console.print(f"{r['input']}: foreground {100 * r['foreground_fraction']:.1f}% -> {r['outputs']['mask']}")
+    for item, error in report.failures:
+        message = error if error.startswith(item) else f"{item}: {error}"
+        console.print(f"[red]failed[/red] {message}", highlight=False)
+    if report.failures:
+        console.print(f"{len(report.results)} segmented, {len(report.failures)} failed", highlight=False)
+        return 1
+    return 0

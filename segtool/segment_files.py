@@ -1,0 +1,124 @@
+"""`segtool segment`: files, folders and globs -> mask, overlay and cluster-map PNGs.
+
+Good inputs are processed even when others fail; the failures are reported at the end and
+make the exit status 1.
+"""
+
+from __future__ import annotations
+
+import glob
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from .errors import InputError, UsageError
+from .imageio import DEFAULT_MAX_PIXELS, load_image, looks_like_image
+from .outputs import OutputDir, cluster_image, overlay_image
+
+GLOB_CHARS = set("*?[")
+
+
+@dataclass
+class SegmentReport:
+    results: list[dict] = field(default_factory=list)
+    failures: list[tuple[str, str]] = field(default_factory=list)  # (input, reason)
+
+
+def collect_inputs(specs: list[str]) -> tuple[list[Path], list[tuple[str, str]]]:
+    """Expand files, folders (their images, not recursive) and globs; problems are (spec, reason)."""
+    files: list[Path] = []
+    problems: list[tuple[str, str]] = []
+    seen: set[Path] = set()
+
+    def add(path: Path) -> None:
+        key = path.resolve()
+        if key not in seen:
+            seen.add(key)
+            files.append(path)
+
+    for spec in specs:
+        path = Path(spec).expanduser()
+        if path.is_dir():
+            images = sorted(p for p in path.iterdir() if p.is_file() and looks_like_image(p))
+            if not images:
+                problems.append((spec, "folder holds no image files"))
+            for p in images:
+                add(p)
+        elif path.exists() or path.is_symlink():
+            add(path)  # load_image explains what is wrong with it, if anything
+        elif GLOB_CHARS & set(spec):
+            matches = sorted(Path(m) for m in glob.glob(str(path), recursive=True))
+            matches = [m for m in matches if m.is_file() and looks_like_image(m)]
+            if not matches:
+                problems.append((spec, "no image files match this pattern"))
+            for m in matches:
+                add(m)
+        else:
+            problems.append((spec, "no such file or folder"))
+    return files, problems
+
+
+def output_stems(files: list[Path]) -> dict[Path, str]:
+    """A distinct output stem per input: the file stem, prefixed by its folder name on a clash."""
+    counts: dict[str, int] = {}
+    for f in files:
+        counts[f.stem] = counts.get(f.stem, 0) + 1
+    stems: dict[Path, str] = {}
+    used: set[str] = set()
+    for f in files:
+        stem = f.stem if counts[f.stem] == 1 else f"{f.parent.name or 'root'}_{f.stem}"
+        candidate, n = stem, 2
+        while candidate in used:
+            candidate, n = f"{stem}-{n}", n + 1
+        used.add(candidate)
+        stems[f] = candidate
+    return stems
+
+
+def segment_files(specs: list[str], segmenter, out_dir: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS,
+                  batch_size: int = 8, progress: Callable[[int, int], None] | None = None) -> SegmentReport:
+    files, problems = collect_inputs(specs)
+    report = SegmentReport(failures=list(problems))
+    if not files:
+        return report
+    out = OutputDir(out_dir, [Path(s).expanduser() for s in specs if Path(s).expanduser().exists()])
+    protected = {f.resolve() for f in files}
+    stems = output_stems(files)
+    done = 0
+    if progress:
+        progress(done, len(files))
+    for start in range(0, len(files), batch_size):
+        chunk = files[start:start + batch_size]
+        images: list[tuple[Path, np.ndarray]] = []
+        for f in chunk:
+            try:
+                names = [f"{stems[f]}_{kind}.png" for kind in ("mask", "overlay", "clusters")]
+                out.check_free(names, protected)
+                images.append((f, load_image(f, max_pixels=max_pixels)))
+            except InputError as exc:
+                report.failures.append((str(f), str(exc)))
+                done += 1
+        if images:
+            results = segmenter.segment_batch([im for _, im in images])
+            for (f, image), result in zip(images, results):
+                stem = stems[f]
+                h, w = image.shape[:2]
+                mask_path = out.write_png(f"{stem}_mask.png", result.mask.astype(np.uint8) * 255)
+                overlay_path = out.write_png(f"{stem}_overlay.png", overlay_image(image, result.mask))
+                outputs = {"mask": str(mask_path), "overlay": str(overlay_path)}
+                if result.labels is not None:
+                    clusters = cluster_image(result.labels, h, w, result.foreground_clusters)
+                    outputs["clusters"] = str(out.write_png(f"{stem}_clusters.png", clusters))
+                report.results.append({"input": str(f), "width": w, "height": h, "outputs": outputs,
+                                       **result.summary()})
+                done += 1
+        if progress:
+            progress(done, len(files))
+    return report
+
+
+def require_inputs(specs: list[str]) -> None:
+    if not specs:
+        raise UsageError("give at least one image, folder or glob to segment")
