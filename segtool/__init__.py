@@ -2,9 +2,12 @@
 
 Library use (everything the CLI does is reachable from Python):
 
-    from segtool import Segmenter
-    seg = Segmenter.default()            # shipped model, default settings
-    result = seg.segment_file("photo.jpg")
+    from segtool.imageio import load_image
+    from segtool.methods import MethodSpec, build_segmenter
+    from segtool.models import load_extractor
+
+    seg = build_segmenter(MethodSpec("scvae"), extractor_factory=load_extractor)  # shipped model, defaults
+    result = seg.segment(load_image("photo.jpg"))
     result.mask                          # bool array at the image's own size
 """
 

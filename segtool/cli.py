@@ -110,24 +110,40 @@ def _error_types():
     return table
 
 
-def main(argv: Optional[list[str]] = None) -> None:
-    import click
+def _parser_exceptions():
+    """(ClickException, NoArgsIsHelpError) of the click the installed typer parses with: typer >= 0.20
+    vendors its own copy (`typer._click`), whose exceptions are not `click`'s, so catching
+    `click.ClickException` would let every bad option escape as a traceback."""
+    try:
+        from typer._click import exceptions as parser_errors
+    except ImportError:
+        from click import exceptions as parser_errors
+    return parser_errors.ClickException, getattr(parser_errors, "NoArgsIsHelpError", ())
 
+
+def main(argv: Optional[list[str]] = None) -> None:
     args = list(sys.argv[1:] if argv is None else argv)
     if "--debug" in args:
         args.remove("--debug")
         os.environ[DEBUG_ENV] = "1"
     debug = os.environ.get(DEBUG_ENV) == "1"
     command = typer.main.get_command(app)
+    click_error, no_args_help = _parser_exceptions()
     try:
         code = command.main(args=args, prog_name="segtool", standalone_mode=False)
         sys.exit(code if isinstance(code, int) else 0)
-    except click.exceptions.Exit as exc:
+    except typer.Exit as exc:
         sys.exit(exc.exit_code)
-    except click.ClickException as exc:
-        exc.show()
+    except click_error as exc:
+        if no_args_help and isinstance(exc, no_args_help):
+            exc.show()  # `segtool` alone: the help text
+        else:
+            # One line, like every other segtool error; click's own format spans four.
+            ctx = getattr(exc, "ctx", None)
+            hint = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
+            typer.echo(f"segtool: error: {exc.format_message()}{hint}", err=True)
         sys.exit(exc.exit_code)
-    except click.exceptions.Abort:
+    except typer.Abort:
         typer.echo("segtool: aborted", err=True)
         sys.exit(130)
     except Exception as exc:

@@ -109,7 +109,8 @@ class CodeExtractor:
                     chunk = items[start:start + self.batch_size]
                     batch = np.stack([resize_image(images[i], w, h) for i, _ in chunk]).astype(np.float32)
                     x = torch.from_numpy(batch).permute(0, 3, 1, 2).div(127.5).sub(1.0).to(self.device)
-                    codes = self.model.sparse_codes(x).float().cpu().numpy()
+                    # Rounded to float16, the cache's precision, so cold and warm runs agree exactly.
+                    codes = self.model.sparse_codes(x).float().cpu().numpy().astype(np.float16).astype(np.float32)
                     for (i, key), z in zip(chunk, codes):
                         results[i] = z
                         self._store(key, z)

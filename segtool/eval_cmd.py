@@ -6,6 +6,7 @@ import time
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 
 from .errors import UsageError
 
@@ -23,21 +24,43 @@ def default_out_dir(dataset: str) -> Path:
     return path
 
 
+def check_dataset_spec(dataset: str, data_root) -> None:
+    """Dataset names and --data-root are command-line choices: a wrong one is a usage error (exit 2);
+    what is found on disk is checked by the reader (exit 1)."""
+    from .datasets import DATA_ROOT_HINTS, DATASET_NAMES, READERS
+
+    spec = dataset.strip()
+    if spec.lower().startswith("folder:"):
+        if not spec[len("folder:"):]:
+            raise UsageError("folder: needs a path, e.g. folder:my_photos (with images/ and masks/ inside)")
+        return
+    if spec.lower() not in READERS:
+        raise UsageError(f"unknown dataset {spec!r}: expected one of {', '.join(DATASET_NAMES)}")
+    if data_root is None:
+        raise UsageError(f"{spec.lower()}: pass --data-root DIR pointing at {DATA_ROOT_HINTS[spec.lower()]}")
+
+
 def print_summary(summary: dict) -> None:
     from rich.table import Table
 
     from .evaluate import format_percent
 
-    table = Table(title=f"{summary['dataset']}: IoU / DICE (%), strict = the mask as given, "
+    # Labels such as "scvae[k=3]" are escaped: rich would read the brackets as markup and drop them.
+    table = Table(title=f"{escape(summary['dataset'])}: IoU / DICE (%), strict = the mask as given, "
                         f"IEM = better of mask and inverse; images {summary['protocol']['image_resize']}")
     for col in ("method", "noise", "images", "IoU strict", "DICE strict", "IoU IEM", "DICE IEM", "fg choice ok",
                 "s/image"):
         table.add_column(col, justify="left" if col == "method" else "right")
     for r in summary["results"]:
-        table.add_row(r["method"], f"{r['noise']:g}", str(r["images"]), format_percent(r["iou"]),
+        table.add_row(escape(r["method"]), f"{r['noise']:g}", str(r["images"]), format_percent(r["iou"]),
                       format_percent(r["dice"]), format_percent(r["iem_iou"]), format_percent(r["iem_dice"]),
                       format_percent(r["foreground_choice_correct"]), f"{r['seconds_per_image']:.3f}")
-    Console().print(table)
+    screen = Console()
+    if not screen.is_terminal:
+        # A pipe or log file has no width: rich would assume 80 columns and cut method names to
+        # "grabc…". At its natural width the table keeps every label whole.
+        screen = Console(width=1000)
+    screen.print(table)
 
 
 def run_eval_command(dataset: str, *, data_root=None, k=None, method=None, refine=None, methods="scvae",
@@ -47,7 +70,7 @@ def run_eval_command(dataset: str, *, data_root=None, k=None, method=None, refin
 
     from .datasets import open_dataset
     from .evaluate import EvalPlan, run_eval
-    from .methods import build_segmenter, parse_method_list
+    from .methods import build_segmenter, k_beyond_grid, parse_method_list
     from .models import load_extractor
     from .noise import parse_noise_levels
     from .segment_cmd import pipeline_options
@@ -65,6 +88,7 @@ def run_eval_command(dataset: str, *, data_root=None, k=None, method=None, refin
     labels = [s.label for s in specs]
     if len(set(labels)) != len(labels):
         raise UsageError(f"a method is listed twice: {', '.join(labels)}")
+    check_dataset_spec(dataset, data_root)
     reader = open_dataset(dataset, data_root)
     out_dir = Path(out) if out else default_out_dir(dataset)
     if (out_dir / "results.csv").is_file() and not resume:
@@ -78,14 +102,22 @@ def run_eval_command(dataset: str, *, data_root=None, k=None, method=None, refin
     segmenters = [(s.label, build_segmenter(s, extractor_factory=extractor, cli=options)) for s in specs]
     plan = EvalPlan(reader, segmenters, levels, limit, image_resize=image_resize, seed=seed, batch_size=batch_size,
                     out_dir=out_dir, resume=resume)
-    console.print(f"evaluating {', '.join(labels)} on {reader.name} ({len(reader.samples()) if limit is None else limit} "
+    for label, segmenter in segmenters:
+        # Every evaluated image is the size x size protocol crop, so one check covers the run; without
+        # it a too-large k stops the run at the first image with a bare ValueError.
+        problem = k_beyond_grid(segmenter, plan.size, plan.size)
+        if problem:
+            raise UsageError(f"method {label}: {problem} at the {plan.size}x{plan.size} evaluation crop; "
+                             "choose a smaller --k")
+    count = len(reader.samples()) if limit is None else min(limit, len(reader.samples()))
+    console.print(f"evaluating {escape(', '.join(labels))} on {reader.name} ({count} "
                   f"images, noise {', '.join(f'{n:g}' for n in levels)}); images resized {image_resize}, masks nearest; "
-                  f"writing {out_dir}", highlight=False)
+                  f"writing {escape(str(out_dir))}", highlight=False, soft_wrap=True)
     with Progress(TextColumn("[bold]eval"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn(),
                   console=console, disable=not console.is_terminal) as bar:
         task = bar.add_task("eval", total=None)
         summary = run_eval(plan, progress=lambda done, total: bar.update(task, completed=done, total=total))
     print_summary(summary)
-    console.print(f"per-image rows: {out_dir / 'results.csv'}; summary: {out_dir / 'summary.json'}"
-                  + (f"; plot: {out_dir / 'noise.png'}" if len(levels) > 1 else ""), highlight=False)
+    console.print(escape(f"per-image rows: {out_dir / 'results.csv'}; summary: {out_dir / 'summary.json'}"
+                         + (f"; plot: {out_dir / 'noise.png'}" if len(levels) > 1 else "")), highlight=False, soft_wrap=True)
     return summary

@@ -9,7 +9,8 @@ geodesic:  per cell p, with geodesic distances d(p, q) along the 4-connected gri
            = feature distance of neighbouring cells, in units of the image's median edge):
            Area(p) = sum_q exp(-d^2 / 2 sigma^2), Len(p) = sum_{q on border} exp(-d^2 / 2 sigma^2),
            BndCon(p) = Len / sqrt(Area), bgProb(p) = 1 - exp(-BndCon^2 / 2). A cluster whose
-           mean bgProb is below the threshold is foreground.
+           mean bgProb is below the threshold (0.3) is foreground. Edge differences below half
+           a median edge count as zero (texture, not boundary).
 In both, if no cluster qualifies the most object-like one is taken, and if every cluster
 qualifies the most background-like one is dropped: a mask is never empty or full.
 """
@@ -47,7 +48,7 @@ def _grid_edges(h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def geodesic_background_probability(features: np.ndarray, sigma: float = 2.0, bndcon_sigma: float = 1.0,
-                                    clip: float = 1.0) -> np.ndarray:
+                                    clip: float = 0.5) -> np.ndarray:
     """bgProb per cell of a feature grid [h, w, C] (see module docstring); returns [h, w]."""
     from scipy.sparse import coo_matrix
     from scipy.sparse.csgraph import dijkstra
@@ -90,7 +91,7 @@ def select_foreground(labels: np.ndarray, rule: str = "simple", threshold: float
             raise ValueError("the geodesic rule needs the feature grid")
         bg = geodesic_background_probability(features, sigma=sigma)
         scores = {int(c): float(bg[labels == c].mean()) for c in np.unique(labels)}
-        threshold = 0.5 if threshold is None else threshold
+        threshold = 0.3 if threshold is None else threshold
     else:
         raise ValueError(f"unknown foreground rule {rule!r}; choose one of {', '.join(RULES)}")
     ranked = sorted(scores, key=scores.get)

@@ -33,7 +33,9 @@ def to_rgb(image):
     image = ImageOps.exif_transpose(image)
     if image.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
         arr = np.asarray(image, dtype=np.float64)
-        top = 65535.0 if arr.max() > 255 else 255.0
+        # A 16-bit mode always spans 0..65535: guessing from the values would turn a dark 16-bit
+        # image (all values <= 255) into a bright 8-bit one. Only "I"/"F" carry no range.
+        top = 65535.0 if image.mode.startswith("I;16") or arr.max() > 255 else 255.0
         image = Image.fromarray((arr / top * 255.0).clip(0, 255).round().astype(np.uint8))
     if image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or (image.mode == "P" and "transparency" in image.info):
         rgba = image.convert("RGBA")
@@ -67,9 +69,10 @@ def load_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) ->
             with Image.open(path) as image:
                 width, height = image.size
                 if width * height > max_pixels:
+                    # Exact pixel counts: rounding to megapixels printed "limit of 0" for small limits.
                     raise ImageLoadError(
-                        f"{path}: {width}x{height} is {width * height / 1e6:.0f} megapixels, above the limit of "
-                        f"{max_pixels / 1e6:.0f} (a decompression bomb?); raise it with --max-pixels if the file is trusted")
+                        f"{path}: {width}x{height} = {width * height:,} pixels is above the limit of {max_pixels:,} "
+                        "(a decompression bomb?); raise it with --max-pixels if the file is trusted")
                 if min(width, height) < MIN_SIDE:
                     raise ImageLoadError(f"{path}: {width}x{height} pixels is too small to segment "
                                          f"(each side needs at least {MIN_SIDE})")

@@ -133,3 +133,34 @@ def build_segmenter(spec: MethodSpec, *, extractor_factory=None, cli: dict | Non
         raise UsageError(f"method {spec.label}: {exc}") from None
     except ValueError as exc:
         raise UsageError(f"method {spec.label}: {exc}") from None
+
+
+def clustering_grid(segmenter, height: int, width: int) -> tuple[int, int] | None:
+    """The h x w grid a segmenter clusters for an image of this size, or None when it clusters no
+    grid (GrabCut, ellipse). For the SC-VAE this loads the model: the grid follows its downsampling."""
+    from .codes import model_input_size
+    from .segmenters import ColourSegmenter, PipelineColourSegmenter, SCVAESegmenter
+
+    if isinstance(segmenter, PipelineColourSegmenter):
+        h, w = model_input_size(height, width, side=segmenter.input_side, multiple=segmenter.factor)
+        return h // segmenter.factor, w // segmenter.factor
+    if isinstance(segmenter, SCVAESegmenter):
+        extractor = segmenter.extractor
+        extractor = extractor.get() if hasattr(extractor, "get") else extractor
+        h, w = extractor.input_size(height, width)
+        return h // extractor.factor, w // extractor.factor
+    if isinstance(segmenter, ColourSegmenter):
+        return segmenter.grid, segmenter.grid
+    return None
+
+
+def k_beyond_grid(segmenter, height: int, width: int) -> str | None:
+    """Why the segmenter's k cannot work on an image of this size (more clusters than grid cells),
+    or None. The clustering itself would stop with a bare ValueError deep in the pipeline."""
+    k = getattr(getattr(segmenter, "cfg", None), "k", None)
+    if k is None:
+        return None
+    grid = clustering_grid(segmenter, height, width)
+    if grid is None or k <= grid[0] * grid[1]:
+        return None
+    return f"k = {k} clusters is more than the {grid[0]}x{grid[1]} = {grid[0] * grid[1]} cells of the grid it clusters"

@@ -26,6 +26,10 @@ def load_extractor(model: str | None = None, device: str = "auto", batch_size: i
     from .codes import CodeExtractor, default_cache_dir
 
     dev = resolve_device(device)
+    if model is None and scvae.DEFAULT_MODEL not in scvae.available_models():
+        # Otherwise the message would be about a path the user never typed.
+        raise scvae.CheckpointError(f"the default model {scvae.DEFAULT_MODEL!r} is not installed with this copy of "
+                                    "scvae; pass --model PATH to a checkpoint folder")
     net = scvae.load(model or scvae.DEFAULT_MODEL, device=dev)
     return CodeExtractor(net, device=dev, batch_size=batch_size, cache_dir=default_cache_dir() if cache else None)
 

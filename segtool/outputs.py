@@ -40,15 +40,18 @@ class OutputDir:
         self.owned = self._read_ledger()
 
     def _check_against_inputs(self, inputs: list[Path]) -> None:
-        if self.path.exists() and not self.path.is_dir():
-            raise UsageError(f"--out {self.path}: is a file; --out must be a folder (it would not be overwritten)")
         out = self.path.resolve()
         for item in inputs:
             resolved = item.resolve()
+            if out == resolved:
+                raise UsageError(f"--out {self.path}: is an input; outputs are never written over inputs. "
+                                 "Choose another folder")
             folder = resolved if resolved.is_dir() else resolved.parent
-            if out == resolved or (item.is_dir() and out == folder):
-                raise UsageError(f"--out {self.path}: is an input; outputs there would mix with the images "
+            if out == folder:
+                raise UsageError(f"--out {self.path}: holds the input images; outputs there would mix with them "
                                  "(and be read as inputs next time). Choose another folder")
+        if self.path.exists() and not self.path.is_dir():
+            raise UsageError(f"--out {self.path}: is a file; --out must be a folder (it would not be overwritten)")
 
     def _read_ledger(self) -> set[str]:
         try:

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 
 from .errors import UsageError
 
@@ -50,11 +51,17 @@ def run_segment(paths: list[str], *, k=None, method=None, refine=None, model=Non
         sys.stdout.write("\n")
     else:
         for r in report.results:
-            console.print(f"{r['input']}: foreground {100 * r['foreground_fraction']:.1f}% -> {r['outputs']['mask']}")
+            say(f"{escape(r['input'])}: foreground {100 * r['foreground_fraction']:.1f}% -> {escape(r['outputs']['mask'])}")
     for item, error in report.failures:
         message = error if error.startswith(item) else f"{item}: {error}"
-        console.print(f"[red]failed[/red] {message}", highlight=False)
+        say(f"[red]failed[/red] {escape(message)}")
     if report.failures:
-        console.print(f"{len(report.results)} segmented, {len(report.failures)} failed", highlight=False)
+        say(f"{len(report.results)} segmented, {len(report.failures)} failed")
         return 1
     return 0
+
+
+def say(text: str) -> None:
+    """One message, one line on stderr: never wrapped at the terminal width (scripts grep these
+    lines), and file names are escaped so brackets in them are not read as rich markup."""
+    console.print(text, highlight=False, soft_wrap=True)

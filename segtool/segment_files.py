@@ -15,6 +15,7 @@ import numpy as np
 
 from .errors import InputError, UsageError
 from .imageio import DEFAULT_MAX_PIXELS, load_image, looks_like_image
+from .methods import k_beyond_grid
 from .outputs import OutputDir, cluster_image, overlay_image
 
 GLOB_CHARS = set("*?[")
@@ -83,7 +84,10 @@ def segment_files(specs: list[str], segmenter, out_dir: str | Path, max_pixels: 
     report = SegmentReport(failures=list(problems))
     if not files:
         return report
-    out = OutputDir(out_dir, [Path(s).expanduser() for s in specs if Path(s).expanduser().exists()])
+    # Folders named on the command line and every expanded file (globs included): --out may be none
+    # of them, nor the folder an input image sits in.
+    folders = [Path(s).expanduser() for s in specs if Path(s).expanduser().is_dir()]
+    out = OutputDir(out_dir, folders + files)
     protected = {f.resolve() for f in files}
     stems = output_stems(files)
     done = 0
@@ -96,7 +100,11 @@ def segment_files(specs: list[str], segmenter, out_dir: str | Path, max_pixels: 
             try:
                 names = [f"{stems[f]}_{kind}.png" for kind in ("mask", "overlay", "clusters")]
                 out.check_free(names, protected)
-                images.append((f, load_image(f, max_pixels=max_pixels)))
+                image = load_image(f, max_pixels=max_pixels)
+                problem = k_beyond_grid(segmenter, *image.shape[:2])
+                if problem:
+                    raise InputError(f"{f}: --k is too large for this image: {problem}; choose a smaller --k")
+                images.append((f, image))
             except InputError as exc:
                 report.failures.append((str(f), str(exc)))
                 done += 1

@@ -178,10 +178,10 @@ class SCVAESegmenter(GridClusterSegmenter):
             colour = standardise(colour_grid(image, codes.shape[:2])) * self.code_cfg.colour_weight
             feats = np.concatenate([feats, colour], axis=-1)
         if self.code_cfg.smooth > 0:
-            import cv2
+            from scipy.ndimage import uniform_filter
 
             r = self.code_cfg.smooth
-            feats = cv2.blur(feats, (2 * r + 1, 2 * r + 1), borderType=cv2.BORDER_REFLECT)
+            feats = uniform_filter(feats, size=(2 * r + 1, 2 * r + 1, 1), mode="reflect")
         return feats
 
     def feature_grids(self, images: list[np.ndarray]) -> list[np.ndarray]:

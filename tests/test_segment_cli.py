@@ -1,0 +1,136 @@
+"""`segtool segment` on good inputs: the files it writes, the JSON it prints, and a fast `--help`."""
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import scvae
+from segtool.cli import main
+
+from conftest import ROOT, tiny_config
+
+
+def subprocess_env() -> dict:
+    # Read at call time: the autouse fixtures point SEGTOOL_CACHE and HF_HOME at temporary folders.
+    return {**os.environ, "OMP_WAIT_POLICY": "PASSIVE"}
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory) -> str:
+    import torch
+
+    torch.manual_seed(0)
+    return str(scvae.save_model(scvae.SCVAE(tiny_config(d=3)), tmp_path_factory.mktemp("tiny-model")))
+
+
+def run_cli(capsys, *argv) -> tuple[int, str, str]:
+    with pytest.raises(SystemExit) as info:
+        main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return info.value.code, out, err
+
+
+def disc_image(height: int, width: int, seed: int = 0) -> np.ndarray:
+    """A bright disc on a dark textured background."""
+    rng = np.random.default_rng(seed)
+    image = rng.integers(0, 70, (height, width, 3), dtype=np.uint8)
+    yy, xx = np.mgrid[:height, :width]
+    image[(yy - height / 2) ** 2 + (xx - width / 2) ** 2 < (min(height, width) / 4) ** 2] = (240, 210, 70)
+    return image
+
+
+@pytest.fixture()
+def photos(tmp_path):
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    sizes = {"one.png": (48, 64), "two.jpg": (72, 56), "three.png": (40, 40)}
+    for i, (name, (h, w)) in enumerate(sizes.items()):
+        Image.fromarray(disc_image(h, w, seed=i)).save(folder / name)
+    (folder / "notes.txt").write_text("not an image: folders only contribute their images\n")
+    return folder
+
+
+def test_one_image_writes_mask_overlay_and_cluster_map(photos, tiny_model, tmp_path, capsys):
+    out = tmp_path / "out"
+    code, stdout, err = run_cli(capsys, "segment", photos / "one.png", "--out", out, "--model", tiny_model)
+    assert code == 0, err
+    assert sorted(p.name for p in out.glob("*.png")) == ["one_clusters.png", "one_mask.png", "one_overlay.png"]
+    mask = Image.open(out / "one_mask.png")
+    assert mask.mode == "L" and mask.size == (64, 48)  # the image's own size, not the code grid's
+    values = np.unique(np.asarray(mask))
+    assert set(values) <= {0, 255}
+    overlay = Image.open(out / "one_overlay.png")
+    assert overlay.mode == "RGB" and overlay.size == (64, 48)
+    assert Image.open(out / "one_clusters.png").size == (64, 48)
+    # Without --json the per-image report goes to stderr, keeping stdout clean for pipes.
+    assert stdout == ""
+    assert "one.png: foreground" in err
+
+
+def test_folder_json_reports_every_image(photos, tiny_model, tmp_path, capsys):
+    code, stdout, err = run_cli(capsys, "segment", photos, "--json", "--out", tmp_path / "out", "--model", tiny_model)
+    assert code == 0, err
+    payload = json.loads(stdout)  # stdout is only the JSON document
+    assert payload["failed"] == []
+    results = {os.path.basename(r["input"]): r for r in payload["results"]}
+    assert sorted(results) == ["one.png", "three.png", "two.jpg"]
+    for name, r in results.items():
+        assert 0.0 < r["foreground_fraction"] < 1.0  # never an empty or full mask
+        sizes = {int(c): n for c, n in r["cluster_sizes"].items()}
+        assert len(sizes) == payload["settings"]["k"] == 2
+        assert set(r["boundary_connectivity"]) == set(r["cluster_sizes"])
+        assert all(isinstance(v, float) and v >= 0 for v in r["boundary_connectivity"].values())
+        assert r["foreground_clusters"] and set(map(str, r["foreground_clusters"])) < set(r["cluster_sizes"])
+        mask = np.asarray(Image.open(r["outputs"]["mask"])) > 127
+        assert mask.shape == (r["height"], r["width"])
+        assert mask.mean() == pytest.approx(r["foreground_fraction"], abs=1e-4)
+
+
+def test_glob_selects_matching_images(photos, tiny_model, tmp_path, capsys):
+    code, stdout, err = run_cli(capsys, "segment", f"{photos}/*.png", "--json", "--out", tmp_path / "out",
+                                "--model", tiny_model)
+    assert code == 0, err
+    assert sorted(os.path.basename(r["input"]) for r in json.loads(stdout)["results"]) == ["one.png", "three.png"]
+
+
+def test_glob_matching_nothing_is_a_failed_input(tmp_path, capsys):
+    code, _, err = run_cli(capsys, "segment", f"{tmp_path}/*.png", "--out", tmp_path / "out")
+    assert code == 1
+    assert "no image files match this pattern" in err
+
+
+def test_k_and_method_are_reflected_in_the_json_settings(photos, tiny_model, tmp_path, capsys):
+    code, stdout, err = run_cli(capsys, "segment", photos / "two.jpg", "--k", "3", "--method", "kmeans", "--json",
+                                "--out", tmp_path / "out", "--model", tiny_model)
+    assert code == 0, err
+    payload = json.loads(stdout)
+    assert payload["settings"]["k"] == 3 and payload["settings"]["method"] == "kmeans"
+    (result,) = payload["results"]
+    assert len(result["cluster_sizes"]) == 3
+    # The clusters partition the code grid: about 256x256 model pixels / 8^2 cells for a d=3 model.
+    assert 700 <= sum(result["cluster_sizes"].values()) <= 1100
+
+
+def test_help_is_fast_and_does_not_import_torch():
+    started = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-m", "segtool", "--help"], capture_output=True, text=True,
+                          env=subprocess_env(), cwd=ROOT, timeout=60)
+    elapsed = time.perf_counter() - started
+    assert proc.returncode == 0, proc.stderr
+    assert "segment" in proc.stdout and "eval" in proc.stdout
+    # torch alone takes ~2.3 s to import here; --help must not pay for it (generous bound for a loaded machine).
+    assert elapsed < 8, elapsed
+    probe = ("import sys; from segtool.cli import main\n"
+             "try:\n    main(['segment', '--help'])\nexcept SystemExit:\n    pass\n"
+             "heavy = [m for m in ('torch', 'sklearn', 'cv2', 'datasets', 'scvae') if m in sys.modules]\n"
+             "print('HEAVY', heavy)")
+    proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=subprocess_env(), cwd=ROOT,
+                          timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert "HEAVY []" in proc.stdout, proc.stdout
