@@ -57,6 +57,7 @@ class TrainConfig:
     warmup_steps: int = 0
     min_lr_ratio: float = 0.1           # cosine floor, as a fraction of lr
     max_steps: int | None = None        # if None: epochs x steps per epoch
+    schedule_steps: int | None = None   # length of the LR schedule if not max_steps (stop early, same curve)
     epochs: float = 10.0
     grad_clip: float | None = 1.0       # max global grad norm; None disables clipping
     resolution: int = 256
@@ -297,7 +298,7 @@ class Trainer:
         model = SCVAE(self.model_config).to(env.device)
         optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
         total = self.total_steps(env)
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg, total))
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg, cfg.schedule_steps or total))
         step, elapsed_before = 0, 0.0
         resumed_from = self.checkpoints.latest() if resume else None
         if resumed_from is not None:

@@ -54,6 +54,7 @@ def eval_(
     compare: Optional[str] = typer.Option(None, "--compare", help="Baselines run in the same harness: grabcut,colour,colour-pipeline,ellipse."),
     noise: str = typer.Option("0", "--noise", help="Gaussian noise sigma(s) on [0,1] images, e.g. 0,0.1,0.2,0.3."),
     limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Only the first N test images (fixed order)."),
+    stride: int = typer.Option(1, "--stride", min=1, help="Every N-th test image (3: the settings-selection subset)."),
     out: Optional[Path] = typer.Option(None, "--out", help="Output folder (default: a new folder under segtool-out/)."),
     resume: bool = typer.Option(False, "--resume", help="Skip images already in --out's results.csv."),
     image_resize: str = typer.Option("bilinear", "--image-resize", help="bilinear (default) | nearest (the IEM reference code)."),
@@ -67,7 +68,7 @@ def eval_(
     from .eval_cmd import run_eval_command
 
     run_eval_command(dataset, data_root=data_root, k=k, method=method, refine=refine, methods=methods, compare=compare,
-                     noise=noise, limit=limit, out=out, resume=resume, image_resize=image_resize, model=model,
+                     noise=noise, limit=limit, stride=stride, out=out, resume=resume, image_resize=image_resize, model=model,
                      device=device, batch_size=batch_size, seed=seed, cache=cache)
 
 

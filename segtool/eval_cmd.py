@@ -64,7 +64,7 @@ def print_summary(summary: dict) -> None:
 
 
 def run_eval_command(dataset: str, *, data_root=None, k=None, method=None, refine=None, methods="scvae",
-                     compare=None, noise="0", limit=None, out=None, resume=False, image_resize="bilinear",
+                     compare=None, noise="0", limit=None, stride=1, out=None, resume=False, image_resize="bilinear",
                      model=None, device="auto", batch_size=32, seed=0, cache=True) -> dict:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
@@ -100,7 +100,7 @@ def run_eval_command(dataset: str, *, data_root=None, k=None, method=None, refin
         return load_extractor(model, device=device, batch_size=batch_size, cache=cache)
 
     segmenters = [(s.label, build_segmenter(s, extractor_factory=extractor, cli=options)) for s in specs]
-    plan = EvalPlan(reader, segmenters, levels, limit, image_resize=image_resize, seed=seed, batch_size=batch_size,
+    plan = EvalPlan(reader, segmenters, levels, limit, stride=stride, image_resize=image_resize, seed=seed, batch_size=batch_size,
                     out_dir=out_dir, resume=resume)
     for label, segmenter in segmenters:
         # Every evaluated image is the size x size protocol crop, so one check covers the run; without
@@ -109,7 +109,8 @@ def run_eval_command(dataset: str, *, data_root=None, k=None, method=None, refin
         if problem:
             raise UsageError(f"method {label}: {problem} at the {plan.size}x{plan.size} evaluation crop; "
                              "choose a smaller --k")
-    count = len(reader.samples()) if limit is None else min(limit, len(reader.samples()))
+    available = len(reader.samples()[::stride])
+    count = available if limit is None else min(limit, available)
     console.print(f"evaluating {escape(', '.join(labels))} on {reader.name} ({count} "
                   f"images, noise {', '.join(f'{n:g}' for n in levels)}); images resized {image_resize}, masks nearest; "
                   f"writing {escape(str(out_dir))}", highlight=False, soft_wrap=True)

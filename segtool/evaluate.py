@@ -32,6 +32,7 @@ class EvalPlan:
     methods: list[tuple[str, object]]     # (label, Segmenter)
     noise_levels: list[float] = field(default_factory=lambda: [0.0])
     limit: int | None = None
+    stride: int = 1                       # every stride-th image of the split (settings are chosen on stride 3)
     size: int = 128
     image_resize: str = "bilinear"
     seed: int = 0
@@ -122,7 +123,7 @@ def run_eval(plan: EvalPlan, progress: Callable[[int, int], None] | None = None)
     out.mkdir(parents=True, exist_ok=True)
     results_path = out / "results.csv"
     done = {_row_key(r) for r in read_results(results_path)} if plan.resume else set()
-    samples = plan.dataset.samples()
+    samples = plan.dataset.samples()[:: max(1, plan.stride)]
     if plan.limit is not None:
         samples = samples[: plan.limit]
     total = len(samples) * len(plan.noise_levels) * len(plan.methods)
@@ -182,6 +183,7 @@ def write_summary(plan: EvalPlan, out: Path) -> dict:
                      "crop": "short side to size, centre crop", "noise": "gaussian on [0,1], clipped",
                      "seed": plan.seed},
         "limit": plan.limit,
+        "stride": plan.stride,
         "methods": {label: {"class": type(seg).__name__, "settings": seg.settings()} for label, seg in plan.methods},
         "results": summarise(rows),
     }

@@ -8,11 +8,28 @@ REFINEMENTS = ("none", "grabcut")
 
 
 def upsample_mask(grid_mask: np.ndarray, height: int, width: int) -> np.ndarray:
-    """Bilinear upsampling of the 0/1 grid, thresholded at 1/2: smooth edges instead of blocks."""
+    """Bilinear upsampling of a 0/1 (or vote-fraction) grid, thresholded at 1/2: smooth edges
+    instead of blocks, and a majority where several clusterings voted."""
     import cv2
 
     soft = cv2.resize(grid_mask.astype(np.float32), (width, height), interpolation=cv2.INTER_LINEAR)
-    return soft >= 0.5
+    return soft > 0.5 - 1e-6
+
+
+def clean_mask(mask: np.ndarray, fill_holes: bool = False, min_part: float = 0.0) -> np.ndarray:
+    """Fill enclosed holes and drop foreground parts smaller than `min_part` of the image
+    (the largest part always stays): objects are mostly solid, specks are mostly noise."""
+    from scipy import ndimage as ndi
+
+    if fill_holes:
+        mask = ndi.binary_fill_holes(mask)
+    if min_part > 0 and mask.any():
+        parts, n = ndi.label(mask)
+        if n > 1:
+            sizes = ndi.sum(mask, parts, np.arange(1, n + 1))
+            keep = np.flatnonzero((sizes >= min_part * mask.size) | (sizes == sizes.max())) + 1
+            mask = np.isin(parts, keep)
+    return mask
 
 
 def grabcut_from_mask(image: np.ndarray, mask: np.ndarray, iterations: int = 5, sure_margin: float = 0.08) -> np.ndarray:
@@ -41,6 +58,7 @@ def grabcut_from_mask(image: np.ndarray, mask: np.ndarray, iterations: int = 5, 
     gc[sure_bg] = cv2.GC_BGD
     bgd, fgd = np.zeros((1, 65), np.float64), np.zeros((1, 65), np.float64)
     bgr = np.ascontiguousarray(image[..., ::-1])
+    cv2.setRNGSeed(0)  # GrabCut's GMM initialisation draws from OpenCV's global RNG: fix it per call
     try:
         cv2.grabCut(bgr, gc, None, bgd, fgd, iterations, cv2.GC_INIT_WITH_MASK)
     except cv2.error:

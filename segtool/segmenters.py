@@ -19,7 +19,7 @@ import numpy as np
 from .cluster import kmeans_labels, spectral_labels
 from .features import colour_grid, position_grid, standardise, transform_codes
 from .foreground import select_foreground
-from .refine import refine_mask, upsample_mask
+from .refine import clean_mask, refine_mask, upsample_mask
 
 METHODS = ("spectral", "kmeans")
 
@@ -72,15 +72,24 @@ class ClusterSettings:
     threshold: float | None = None
     geodesic_sigma: float = 2.0
     position_weight: float = 0.0
+    consensus: tuple[int, ...] = ()   # several k: a cell is foreground if most clusterings say so
     refine: str = "none"
+    fill_holes: bool = False          # fill enclosed background holes in the final mask
+    min_part: float = 0.0             # drop foreground parts below this fraction of the image
     n_init: int = 4
     seed: int = 0
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
             raise ValueError(f"unknown clustering method {self.method!r}; choose one of {', '.join(METHODS)}")
-        if self.k < 2:
-            raise ValueError(f"k must be at least 2 (got {self.k}): one cluster cannot separate anything")
+        self.consensus = tuple(int(k) for k in (self.consensus or ()))
+        for k in (self.k, *self.consensus):
+            if k < 2:
+                raise ValueError(f"k must be at least 2 (got {k}): one cluster cannot separate anything")
+
+    @property
+    def ks(self) -> tuple[int, ...]:
+        return self.consensus or (self.k,)
 
 
 class GridClusterSegmenter(Segmenter):
@@ -95,17 +104,19 @@ class GridClusterSegmenter(Segmenter):
     def settings(self) -> dict:
         return asdict(self.cfg)
 
-    def cluster(self, features: np.ndarray) -> np.ndarray:
+    def cluster(self, features: np.ndarray, ks: tuple[int, ...] | None = None) -> dict[int, np.ndarray]:
+        """Label grids [h, w] for each k (one spectral embedding serves every k)."""
         h, w, c = features.shape
-        if self.cfg.k > h * w:
-            raise ValueError(f"k = {self.cfg.k} is larger than the {h}x{w} grid of this image")
+        ks = ks or self.cfg.ks
+        if max(ks) > h * w:
+            raise ValueError(f"k = {max(ks)} clusters is more than the {h}x{w} = {h * w} cells of the grid")
         flat = features.reshape(h * w, c)
         if self.cfg.method == "kmeans":
-            labels = kmeans_labels(flat, self.cfg.k, seed=self.cfg.seed, n_init=self.cfg.n_init)
+            labels = {k: kmeans_labels(flat, k, seed=self.cfg.seed, n_init=self.cfg.n_init) for k in ks}
         else:
-            labels = spectral_labels(flat, self.cfg.k, affinity=self.cfg.affinity, seed=self.cfg.seed,
-                                     gamma_scale=self.cfg.gamma_scale, n_neighbors=self.cfg.n_neighbors)[self.cfg.k]
-        return labels.reshape(h, w)
+            labels = spectral_labels(flat, list(ks), affinity=self.cfg.affinity, seed=self.cfg.seed,
+                                     gamma_scale=self.cfg.gamma_scale, n_neighbors=self.cfg.n_neighbors)
+        return {k: v.reshape(h, w) for k, v in labels.items()}
 
     def with_position(self, features: np.ndarray) -> np.ndarray:
         if self.cfg.position_weight <= 0:
@@ -114,13 +125,19 @@ class GridClusterSegmenter(Segmenter):
         return np.concatenate([features, pos], axis=-1)
 
     def finish(self, image: np.ndarray, features: np.ndarray, started: float) -> SegmentResult:
-        labels = self.cluster(self.with_position(features))
-        choice = select_foreground(labels, self.cfg.rule, self.cfg.threshold, features=features,
-                                   sigma=self.cfg.geodesic_sigma)
-        mask = upsample_mask(choice.mask, *image.shape[:2])
+        all_labels = self.cluster(self.with_position(features))
+        choices = {k: select_foreground(labels, self.cfg.rule, self.cfg.threshold, features=features,
+                                        sigma=self.cfg.geodesic_sigma) for k, labels in all_labels.items()}
+        # The fraction of clusterings that call each cell foreground; with one k it is 0 or 1.
+        votes = np.mean([c.mask for c in choices.values()], axis=0)
+        mask = upsample_mask(votes, *image.shape[:2])
         mask = refine_mask(image, mask, self.cfg.refine)
+        mask = clean_mask(mask, self.cfg.fill_holes, self.cfg.min_part)
+        # The cluster map shows the clustering at k (or the middle one of a consensus).
+        shown = self.cfg.k if self.cfg.k in all_labels else sorted(all_labels)[len(all_labels) // 2]
+        labels, choice = all_labels[shown], choices[shown]
         sizes = {int(c): int((labels == c).sum()) for c in np.unique(labels)}
-        return SegmentResult(mask, labels, choice.mask, choice.foreground_clusters, sizes, choice.cluster_scores,
+        return SegmentResult(mask, labels, votes > 0.5, choice.foreground_clusters, sizes, choice.cluster_scores,
                              time.perf_counter() - started)
 
     def segment_batch(self, images: list[np.ndarray]) -> list[SegmentResult]:
@@ -232,6 +249,7 @@ class GrabCutSegmenter(Segmenter):
         rect = (x0, y0, max(1, w - 2 * x0), max(1, h - 2 * y0))
         gc = np.zeros((h, w), np.uint8)
         bgd, fgd = np.zeros((1, 65), np.float64), np.zeros((1, 65), np.float64)
+        cv2.setRNGSeed(0)  # deterministic GMM initialisation, whatever ran before
         try:
             cv2.grabCut(np.ascontiguousarray(image[..., ::-1]), gc, rect, bgd, fgd, self.iterations, cv2.GC_INIT_WITH_RECT)
             mask = (gc == cv2.GC_FGD) | (gc == cv2.GC_PR_FGD)

@@ -83,7 +83,7 @@ def test_folder_json_reports_every_image(photos, tiny_model, tmp_path, capsys):
     for name, r in results.items():
         assert 0.0 < r["foreground_fraction"] < 1.0  # never an empty or full mask
         sizes = {int(c): n for c, n in r["cluster_sizes"].items()}
-        assert len(sizes) == payload["settings"]["k"] == 2
+        assert len(sizes) == payload["settings"]["k"]  # the cluster map shows the clustering at k
         assert set(r["boundary_connectivity"]) == set(r["cluster_sizes"])
         assert all(isinstance(v, float) and v >= 0 for v in r["boundary_connectivity"].values())
         assert r["foreground_clusters"] and set(map(str, r["foreground_clusters"])) < set(r["cluster_sizes"])
