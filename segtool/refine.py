@@ -32,18 +32,27 @@ def clean_mask(mask: np.ndarray, fill_holes: bool = False, min_part: float = 0.0
     return mask
 
 
-def grabcut_from_mask(image: np.ndarray, mask: np.ndarray, iterations: int = 5, sure_margin: float = 0.08) -> np.ndarray:
+MAX_REFINE_NOISE = 0.12
+
+
+def grabcut_from_mask(image: np.ndarray, mask: np.ndarray, iterations: int = 5, sure_margin: float = 0.08,
+                      blur: float = 1.0, max_noise: float = MAX_REFINE_NOISE) -> np.ndarray:
     """GrabCut seeded from a mask instead of a rectangle.
 
     Pixels deep inside the mask (eroded by `sure_margin` of the short side) are sure
     foreground, pixels far outside it sure background, the band between is left to GrabCut's
-    colour models. If the seed leaves either class without sure pixels, or GrabCut empties
-    the mask, the seed mask is returned unchanged.
+    colour models. Those models are fitted on a copy blurred by `blur` pixels, and the step is
+    skipped on images whose estimated noise exceeds `max_noise` (on [0, 1]): on noisy pixels
+    the colour models fail and GrabCut undoes a good mask (measured in docs/PIPELINE.md). If
+    the seed leaves either class without sure pixels, or GrabCut empties the mask, the seed
+    mask is returned unchanged.
     """
     import cv2
 
+    from .noise import estimate_noise_sigma
+
     mask = mask.astype(bool)
-    if mask.all() or not mask.any():
+    if mask.all() or not mask.any() or estimate_noise_sigma(image) > max_noise:
         return mask
     h, w = mask.shape
     radius = max(1, int(round(sure_margin * min(h, w))))
@@ -58,6 +67,8 @@ def grabcut_from_mask(image: np.ndarray, mask: np.ndarray, iterations: int = 5, 
     gc[sure_bg] = cv2.GC_BGD
     bgd, fgd = np.zeros((1, 65), np.float64), np.zeros((1, 65), np.float64)
     bgr = np.ascontiguousarray(image[..., ::-1])
+    if blur > 0:
+        bgr = cv2.GaussianBlur(bgr, (0, 0), blur)
     cv2.setRNGSeed(0)  # GrabCut's GMM initialisation draws from OpenCV's global RNG: fix it per call
     try:
         cv2.grabCut(bgr, gc, None, bgd, fgd, iterations, cv2.GC_INIT_WITH_MASK)

@@ -244,3 +244,38 @@ def test_model_input_size_of_extreme_shapes():
     assert model_input_size(256, 256, multiple=16) == (256, 256)
     h16, w16 = model_input_size(300, 500, multiple=16)
     assert h16 % 16 == 0 and w16 % 16 == 0
+
+
+# --- noise estimate and the noise-gated refinement ---------------------------------------------
+
+def _smooth_photo(size: int = 96) -> np.ndarray:
+    ys, xs = np.mgrid[0:size, 0:size] / size
+    base = np.stack([0.3 + 0.4 * xs, 0.5 + 0.3 * ys, 0.6 - 0.3 * xs * ys], axis=-1)
+    disc = (xs - 0.5) ** 2 + (ys - 0.5) ** 2 < 0.08
+    base[disc] = [0.9, 0.2, 0.2]
+    return (base * 255).astype(np.uint8), disc
+
+
+@pytest.mark.parametrize("sigma", [0.05, 0.1, 0.2])
+def test_noise_estimate_tracks_added_noise(sigma):
+    from segtool.noise import add_gaussian_noise, estimate_noise_sigma
+
+    image, _ = _smooth_photo()
+    assert estimate_noise_sigma(image) < 0.02
+    noisy = add_gaussian_noise(image, sigma, seed=0, index=0)
+    # Clipping at 0 and 1 and the grey average shave a little off; the order of magnitude must hold.
+    assert 0.4 * sigma < estimate_noise_sigma(noisy) < 1.2 * sigma
+
+
+def test_seeded_grabcut_snaps_to_the_object_and_skips_noisy_images():
+    from segtool.metrics import iou
+    from segtool.noise import add_gaussian_noise
+    from segtool.refine import grabcut_from_mask
+
+    image, disc = _smooth_photo()
+    seed = np.zeros_like(disc)
+    seed[24:72, 24:72] = True  # a square around the disc: a coarse mask's typical error
+    refined = grabcut_from_mask(image, seed)
+    assert iou(refined, disc) > iou(seed, disc) + 0.1
+    noisy = add_gaussian_noise(image, 0.3, seed=0, index=0)
+    assert np.array_equal(grabcut_from_mask(noisy, seed), seed)  # too noisy: the seed is kept

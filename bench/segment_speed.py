@@ -1,0 +1,96 @@
+"""Per-image cost of each segmentation stage, and what batching, the code cache and the shared
+spectral embedding save. Figures are per-item times and ratios, so they compare across machines.
+
+    .venv/bin/python bench/segment_speed.py [--model NAME|PATH] [--images 32]
+
+Images are scikit-image's sample photos, cropped and resized to the eval protocol's 128x128.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+
+import numpy as np
+
+
+def sample_images(n: int) -> list[np.ndarray]:
+    from skimage import data
+
+    from segtool.features import resize_image
+
+    sources = [data.astronaut(), data.chelsea(), data.coffee(), data.rocket(), data.immunohistochemistry()]
+    out = []
+    for i in range(n):
+        img = sources[i % len(sources)]
+        h, w = img.shape[:2]
+        side = min(h, w) - 8 * (i // len(sources))  # slightly different crops: no two images alike
+        top, left = (h - side) // 2, (w - side) // 2
+        out.append(resize_image(np.ascontiguousarray(img[top:top + side, left:left + side]), 128, 128))
+    return out
+
+
+def timed(fn, repeat: int = 1) -> float:
+    best = float("inf")
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default=None)
+    parser.add_argument("--images", type=int, default=32)
+    args = parser.parse_args()
+
+    import torch
+
+    import scvae
+    from segtool.cluster import spectral_labels
+    from segtool.codes import CodeExtractor
+    from segtool.methods import default_pipeline
+    from segtool.segmenters import GrabCutSegmenter, SCVAESegmenter
+
+    images = sample_images(args.images)
+    n = len(images)
+    model = scvae.load(args.model or scvae.DEFAULT_MODEL)
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; {n} images of 128x128 (model input 256x256)")
+
+    single = CodeExtractor(model, batch_size=1)
+    batched = CodeExtractor(model, batch_size=16)
+    t_single = timed(lambda: single.extract(images))
+    t_batched = timed(lambda: batched.extract(images))
+    print(f"encode, batch 1:   {1000 * t_single / n:7.1f} ms/image")
+    print(f"encode, batch 16:  {1000 * t_batched / n:7.1f} ms/image   ({t_single / t_batched:.2f}x faster)")
+
+    with tempfile.TemporaryDirectory() as cache:
+        cached = CodeExtractor(model, batch_size=16, cache_dir=cache)
+        t_cold = timed(lambda: cached.extract(images))
+        t_warm = timed(lambda: cached.extract(images))
+    print(f"code cache: cold {1000 * t_cold / n:7.1f} ms/image, warm {1000 * t_warm / n:5.1f} ms/image "
+          f"({t_cold / t_warm:.0f}x faster: sweeps over k or methods do not re-encode)")
+
+    codes = batched.extract(images)
+    feats = [z.reshape(-1, z.shape[-1]) for z in codes]
+    t_shared = timed(lambda: [spectral_labels(f, [2, 3]) for f in feats])
+    t_twice = timed(lambda: [(spectral_labels(f, 2), spectral_labels(f, 3)) for f in feats])
+    print(f"spectral k=2 and 3: shared embedding {1000 * t_shared / n:6.1f} ms/image, "
+          f"separately {1000 * t_twice / n:6.1f} ms/image ({t_twice / t_shared:.2f}x)")
+
+    cluster, code_cfg = default_pipeline()
+    pipeline = SCVAESegmenter(batched, cluster, code_cfg)
+    t_pipe = timed(lambda: pipeline.segment_batch(images))
+    no_refine = SCVAESegmenter(batched, type(cluster)(**{**cluster.__dict__, "refine": "none"}), code_cfg)
+    t_plain = timed(lambda: no_refine.segment_batch(images))
+    grabcut = GrabCutSegmenter()
+    t_gc = timed(lambda: grabcut.segment_batch(images))
+    print(f"default pipeline (encode + 3 K-means + GrabCut refinement): {1000 * t_pipe / n:6.1f} ms/image")
+    print(f"  of which refinement: {1000 * (t_pipe - t_plain) / n:6.1f} ms/image; GrabCut baseline: "
+          f"{1000 * t_gc / n:6.1f} ms/image")
+
+
+if __name__ == "__main__":
+    main()
