@@ -9,6 +9,16 @@ from dataclasses import dataclass
 from .lista import LISTA_MODES
 
 
+def from_known_keys(cls, data: dict, what: str):
+    """Build dataclass `cls` from a mapping, refusing keys it does not have (a typo in a recipe
+    or config file must not be silently ignored)."""
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ValueError(f"unknown {what} keys: {', '.join(unknown)}")
+    return cls(**data)
+
+
 @dataclass
 class SCVAEConfig:
     """Everything that defines an SC-VAE's architecture and loss.
@@ -99,11 +109,7 @@ class SCVAEConfig:
 
     @classmethod
     def from_dict(cls, data: dict) -> "SCVAEConfig":
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"unknown SC-VAE config keys: {', '.join(unknown)}")
-        return cls(**data)
+        return from_known_keys(cls, data, "SC-VAE config")
 
     def replace(self, **changes) -> "SCVAEConfig":
         return dataclasses.replace(self, **changes)

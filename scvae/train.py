@@ -24,7 +24,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from .checkpoint import CheckpointError
-from .config import SCVAEConfig
+from .config import SCVAEConfig, from_known_keys
 from .distributed import DistEnv, all_reduce_mean, barrier, setup, teardown
 from .fileio import atomic_write_text
 from .model import SCVAE
@@ -97,11 +97,7 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, data: dict) -> "TrainConfig":
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"unknown train config keys: {', '.join(unknown)}")
-        return cls(**data)
+        return from_known_keys(cls, data, "train config")
 
 
 class ImageDataset(Protocol):

@@ -205,15 +205,9 @@ def _json_default(value):
 
 def plot_noise_sweep(results: list[dict], path: Path, dataset: str) -> Path:
     """IoU against sigma, one curve per method (strict solid, IEM dashed): the paper's Fig. 10."""
-    import io
+    from .figures import pyplot, save_png
 
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from scvae.fileio import atomic_write_bytes
-
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6.5, 4.2))
     methods = list(dict.fromkeys(r["method"] for r in results))
     for i, method in enumerate(methods):
@@ -227,11 +221,7 @@ def plot_noise_sweep(results: list[dict], path: Path, dataset: str) -> Path:
     ax.set_title(f"Noise robustness on {dataset}")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, ncol=2)
-    fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=110)
-    plt.close(fig)
-    atomic_write_bytes(path, buffer.getvalue())
+    save_png(fig, path, dpi=110)
     return path
 
 

@@ -42,3 +42,30 @@ def tiny_config(**changes):
 
 
 PYTHON = sys.executable
+
+
+def subprocess_env() -> dict:
+    # Read at call time: the autouse fixtures point SEGTOOL_CACHE and HF_HOME at temporary folders.
+    return {**os.environ, "OMP_WAIT_POLICY": "PASSIVE"}
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory) -> str:
+    """A random d=3 model saved as a checkpoint: the code grid is the model input / 8. Quality is
+    not the point where it is used, only that the pipeline and the CLI handle everything."""
+    import torch
+
+    import scvae
+
+    torch.manual_seed(0)
+    return str(scvae.save_model(scvae.SCVAE(tiny_config(d=3)), tmp_path_factory.mktemp("tiny-model")))
+
+
+def run_cli(capsys, *argv) -> tuple[int, str, str]:
+    """Run `segtool ARGV` in-process: (exit code, stdout, stderr)."""
+    from segtool.cli import main
+
+    with pytest.raises(SystemExit) as info:
+        main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return info.value.code, out, err

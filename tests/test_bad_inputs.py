@@ -22,29 +22,7 @@ import scvae
 from segtool.cli import main
 from segtool.imageio import load_image
 
-from conftest import ROOT, tiny_config
-
-
-def subprocess_env() -> dict:
-    # Read at call time: the autouse fixtures point SEGTOOL_CACHE and HF_HOME at temporary folders.
-    return {**os.environ, "OMP_WAIT_POLICY": "PASSIVE"}
-
-
-@pytest.fixture(scope="session")
-def tiny_model(tmp_path_factory) -> str:
-    # A random d=3 model: the code grid is the model input / 8. Segmentation quality is not the
-    # point here, only that every input is handled.
-    import torch
-
-    torch.manual_seed(0)
-    return str(scvae.save_model(scvae.SCVAE(tiny_config(d=3)), tmp_path_factory.mktemp("tiny-model")))
-
-
-def run_cli(capsys, *argv) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as info:
-        main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return info.value.code, out, err
+from conftest import ROOT, run_cli, subprocess_env, tiny_config, tiny_model  # noqa: F401 (fixture)
 
 
 def lines(text: str) -> list[str]:

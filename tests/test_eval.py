@@ -20,21 +20,9 @@ import scvae
 from segtool.cli import main
 from segtool.noise import add_gaussian_noise, parse_noise_levels
 
-from conftest import ROOT, tiny_config
+from conftest import ROOT, subprocess_env, tiny_config, tiny_model  # noqa: F401 (fixture)
 
-
-def subprocess_env() -> dict:
-    # Read at call time: the autouse fixtures point SEGTOOL_CACHE and HF_HOME at temporary folders.
-    return {**os.environ, "OMP_WAIT_POLICY": "PASSIVE"}
 SCORES = ("iou", "dice", "iem_iou", "iem_dice", "foreground_choice_correct")
-
-
-@pytest.fixture(scope="session")
-def tiny_model(tmp_path_factory) -> str:
-    import torch
-
-    torch.manual_seed(0)
-    return str(scvae.save_model(scvae.SCVAE(tiny_config(d=3)), tmp_path_factory.mktemp("tiny-model")))
 
 
 @pytest.fixture(scope="module")

@@ -43,13 +43,12 @@ class DataConfig:
 
     @classmethod
     def from_dict(cls, data: dict) -> "DataConfig":
-        import dataclasses
+        from scvae.config import from_known_keys
 
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise TrainingDataError(f"unknown data config keys: {', '.join(unknown)}")
-        return cls(**data)
+        try:
+            return from_known_keys(cls, data, "data config")
+        except ValueError as exc:
+            raise TrainingDataError(str(exc)) from None
 
 
 def list_image_files(root: str | os.PathLike) -> list[Path]:

@@ -20,13 +20,9 @@ def read_log(path: Path) -> tuple[list[dict], list[dict]]:
 
 
 def plot_training_log(log_path: Path, png_path: Path) -> Path | None:
-    import matplotlib
+    from ..figures import pyplot, save_png
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from scvae.fileio import atomic_write_bytes
-
+    plt = pyplot()
     steps, checkpoints = read_log(log_path)
     if not steps:
         return None
@@ -47,11 +43,4 @@ def plot_training_log(log_path: Path, png_path: Path) -> Path | None:
         ax2.set_xlabel("step")
         ax2.set_ylabel("PSNR (dB)")
         ax2.set_title("held-out reconstruction")
-    fig.tight_layout()
-    import io
-
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=100)
-    plt.close(fig)
-    atomic_write_bytes(png_path, buffer.getvalue())
-    return png_path
+    return save_png(fig, png_path)
