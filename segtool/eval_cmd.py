@@ -93,6 +93,8 @@ def run_eval_command(dataset: str, *, data_root=None, k=None, method=None, refin
     out_dir = Path(out) if out else default_out_dir(dataset)
     if (out_dir / "results.csv").is_file() and not resume:
         raise UsageError(f"--out {out_dir} already holds results.csv: add --resume to continue it, or choose another --out")
+    if out_dir.is_symlink() and not out_dir.exists():
+        raise UsageError(f"--out {out_dir}: is a broken symbolic link or a link loop; choose another folder")
     if out_dir.exists() and not out_dir.is_dir():
         raise UsageError(f"--out {out_dir}: is a file; --out must be a folder")
 

@@ -35,7 +35,13 @@ def to_rgb(image):
         arr = np.asarray(image, dtype=np.float64)
         # A 16-bit mode always spans 0..65535: guessing from the values would turn a dark 16-bit
         # image (all values <= 255) into a bright 8-bit one. Only "I"/"F" carry no range.
-        top = 65535.0 if image.mode.startswith("I;16") or arr.max() > 255 else 255.0
+        # Float images are conventionally in [0, 1] when no value exceeds 1.
+        if image.mode.startswith("I;16") or arr.max() > 255:
+            top = 65535.0
+        elif image.mode == "F" and arr.max() <= 1.0:
+            top = 1.0
+        else:
+            top = 255.0
         image = Image.fromarray((arr / top * 255.0).clip(0, 255).round().astype(np.uint8))
     if image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or (image.mode == "P" and "transparency" in image.info):
         rgba = image.convert("RGBA")
@@ -51,6 +57,8 @@ def load_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) ->
 
     path = Path(path)
     if not path.exists():
+        if path.is_symlink():
+            raise ImageLoadError(f"{path}: broken symbolic link (its target does not exist)")
         raise ImageLoadError(f"{path}: no such file")
     if path.is_dir():
         raise ImageLoadError(f"{path}: is a directory, not an image")

@@ -40,7 +40,10 @@ class OutputDir:
         self.owned = self._read_ledger()
 
     def _check_against_inputs(self, inputs: list[Path]) -> None:
-        out = self.path.resolve()
+        try:
+            out = self.path.resolve()
+        except (RuntimeError, OSError):  # a symbolic-link loop (RuntimeError before Python 3.13)
+            raise UsageError(f"--out {self.path}: is a symbolic link loop; choose another folder") from None
         for item in inputs:
             resolved = item.resolve()
             if out == resolved:

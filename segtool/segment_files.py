@@ -34,7 +34,11 @@ def collect_inputs(specs: list[str]) -> tuple[list[Path], list[tuple[str, str]]]
     seen: set[Path] = set()
 
     def add(path: Path) -> None:
-        key = path.resolve()
+        try:
+            key = path.resolve()
+        except (RuntimeError, OSError):  # a symbolic-link loop (RuntimeError before Python 3.13)
+            problems.append((str(path), "symbolic link loop; point the link at a real file"))
+            return
         if key not in seen:
             seen.add(key)
             files.append(path)
@@ -42,7 +46,8 @@ def collect_inputs(specs: list[str]) -> tuple[list[Path], list[tuple[str, str]]]
     for spec in specs:
         path = Path(spec).expanduser()
         if path.is_dir():
-            images = sorted(p for p in path.iterdir() if p.is_file() and looks_like_image(p))
+            # Broken links with image names are kept so that they are reported, not skipped silently.
+            images = sorted(p for p in path.iterdir() if (p.is_file() or p.is_symlink()) and looks_like_image(p))
             if not images:
                 problems.append((spec, "folder holds no image files"))
             for p in images:

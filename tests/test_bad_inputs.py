@@ -116,6 +116,20 @@ def _write_valid(kind: str, folder: Path) -> tuple[Path, tuple[int, int]]:
     elif kind == "blank":
         path = folder / "blank.png"  # one colour: nothing to find, but not an error
         Image.fromarray(np.full((60, 40, 3), 128, np.uint8)).save(path)
+    elif kind == "animated-gif":  # the first frame is segmented
+        path = folder / "anim.gif"
+        Image.fromarray(rgb).save(path, save_all=True, append_images=[Image.fromarray(rgb[::-1])])
+    elif kind == "1bit":
+        path = folder / "lineart.png"
+        Image.fromarray(rgb[..., 0] > 100).save(path)
+        assert Image.open(path).mode == "1"
+    elif kind == "float-tiff":
+        path = folder / "scan.tiff"
+        Image.fromarray(rgb[..., 0].astype(np.float32)).save(path)
+        assert Image.open(path).mode == "F"
+    elif kind == "no-extension":  # named explicitly, any readable image works
+        path = folder / "photo"
+        Image.fromarray(rgb).save(path, format="PNG")
     elif kind == "10x5000":
         path = folder / "strip.png"
         Image.fromarray(textured(10, 5000)).save(path)
@@ -125,7 +139,8 @@ def _write_valid(kind: str, folder: Path) -> tuple[Path, tuple[int, int]]:
     return path, (40, 60)
 
 
-@pytest.mark.parametrize("kind", ["alpha", "grey", "16bit", "cmyk", "exif6", "exif8", "10x5000", "blank"])
+@pytest.mark.parametrize("kind", ["alpha", "grey", "16bit", "cmyk", "exif6", "exif8", "10x5000", "blank",
+                                  "animated-gif", "1bit", "float-tiff", "no-extension"])
 def test_valid_input_is_segmented_at_its_displayed_size(kind, tiny_model, tmp_path, capsys):
     (tmp_path / "in").mkdir()
     path, (width, height) = _write_valid(kind, tmp_path / "in")
@@ -155,6 +170,11 @@ def test_valid_inputs_decode_to_the_right_pixels(tmp_path):
     dark = tmp_path / "dark16.png"
     Image.fromarray(np.full((20, 20), 200, np.uint16)).save(dark)
     assert load_image(dark).max() <= 1
+    # Float TIFFs: values 0..255 are taken as they are, values within [0, 1] as fractions.
+    grey8 = textured(60, 40)[..., 0]
+    for scale, name in ((1.0, "f255.tiff"), (1 / 255, "f1.tiff")):
+        Image.fromarray(grey8.astype(np.float32) * np.float32(scale)).save(tmp_path / name)
+        assert np.abs(load_image(tmp_path / name)[..., 0].astype(int) - grey8).max() <= 1
     # CMYK JPEG comes back in its RGB colours.
     rgb = np.zeros((24, 24, 3), np.uint8)
     rgb[:, :12], rgb[:, 12:] = (200, 30, 40), (20, 180, 90)
@@ -225,6 +245,13 @@ def _write_bad(kind: str, folder: Path) -> Path:
         path.write_bytes(bomb_png())
     elif kind == "missing":
         path = folder / "nowhere.png"
+    elif kind == "broken-link":
+        path = folder / "moved.png"
+        path.symlink_to(folder / "gone.png")
+    elif kind == "link-loop":
+        path = folder / "loop.png"
+        (folder / "other.png").symlink_to(path)
+        path.symlink_to(folder / "other.png")
     else:
         raise AssertionError(kind)
     return path
@@ -238,6 +265,8 @@ BAD = {
     "1x1": "too small to segment",
     "bomb": "--max-pixels",
     "missing": "no such file",
+    "broken-link": "broken symbolic link",
+    "link-loop": "symbolic link loop",
 }
 
 
@@ -278,7 +307,7 @@ def test_folder_mixing_good_and_bad_files_as_a_user_runs_it(tiny_model, tmp_path
     folder.mkdir()
     for name in ("a.png", "b.jpg"):
         Image.fromarray(textured(48, 64, seed=len(name))).save(folder / name)
-    bad = [_write_bad(kind, folder) for kind in ("empty", "truncated-jpeg", "text-as-jpg", "1x1", "bomb")]
+    bad = [_write_bad(kind, folder) for kind in ("empty", "truncated-jpeg", "text-as-jpg", "1x1", "bomb", "broken-link")]
     out = tmp_path / "out"
     proc = subprocess.run([sys.executable, "-m", "segtool", "segment", str(folder), "--model", tiny_model,
                            "--out", str(out)], capture_output=True, text=True, env=subprocess_env(), cwd=ROOT,
@@ -337,6 +366,23 @@ def test_out_pointing_at_an_existing_file_is_refused(one_image, tmp_path, capsys
     code, _, err = run_cli(capsys, "segment", one_image, "--out", target)
     assert "is a file" in assert_usage_error(code, err)
     assert target.read_text() == "precious\n"
+
+
+@pytest.mark.parametrize("command", ["segment", "eval"])
+def test_out_that_is_a_link_loop_is_a_usage_error(command, one_image, tmp_path, capsys):
+    loop = tmp_path / "loop"
+    (tmp_path / "back").symlink_to(loop)
+    loop.symlink_to(tmp_path / "back")
+    if command == "segment":
+        target = [one_image]
+    else:  # a valid one-image dataset, so that --out is what is wrong
+        for sub in ("images", "masks"):
+            (tmp_path / "set" / sub).mkdir(parents=True)
+        Image.fromarray(textured(32, 32)).save(tmp_path / "set" / "images" / "a.png")
+        Image.fromarray(np.zeros((32, 32), np.uint8)).save(tmp_path / "set" / "masks" / "a.png")
+        target = ["folder:" + str(tmp_path / "set"), "--methods", "ellipse"]
+    code, _, err = run_cli(capsys, command, *target, "--out", loop)
+    assert "link loop" in assert_usage_error(code, err)
 
 
 @pytest.mark.parametrize("where", ["input folder", "the image itself", "folder of a globbed image"])
