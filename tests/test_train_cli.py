@@ -12,7 +12,7 @@ from segtool.training.recipe import available_recipes, load_recipe
 
 from conftest import tiny_config
 
-SHIPPED = ["small-cpu", "imagenet", "ffhq", "imagenet-d4", "imagenet-d6", "imagenet-d8", "default-cpu"]
+SHIPPED = ["small-cpu", "imagenet", "ffhq", "imagenet-d4", "imagenet-d6", "imagenet-d8", "default-cpu", "wide48-cpu"]
 
 
 @pytest.fixture(autouse=True)
