@@ -1,0 +1,75 @@
+"""How much the foreground rule loses: the best choice of clusters vs the rule's choice.
+
+For each image and each k, clusters the pipeline's feature grid once, then scores (strict IoU,
+no refinement) the clusters the boundary-connectivity rule picks and, as a ceiling, the best of
+all 2^k - 2 non-empty, non-full subsets of clusters, chosen by looking at the ground truth. A
+large gap says the clusters hold the object and the rule picks the wrong ones; a small one says
+the features do not separate it.
+
+    .venv/bin/python bench/cluster_choice_oracle.py folder:PATH [--method scvae] [--model M]
+        [--ks 2,3,4,6] [--stride 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+
+import numpy as np
+
+
+def best_subset_iou(labels: np.ndarray, truth: np.ndarray) -> float:
+    from segtool.metrics import iou
+    from segtool.refine import upsample_mask
+
+    clusters = np.unique(labels)
+    best = 0.0
+    for n in range(1, len(clusters)):
+        for subset in itertools.combinations(clusters, n):
+            mask = upsample_mask(np.isin(labels, subset).astype(np.float32), *truth.shape)
+            best = max(best, iou(mask, truth))
+    return best
+
+
+def main() -> None:
+    from segtool.datasets import open_dataset
+    from segtool.foreground import select_foreground
+    from segtool.methods import build_segmenter, parse_method
+    from segtool.metrics import iou
+    from segtool.models import load_extractor
+    from segtool.protocol import iem_crop
+    from segtool.refine import upsample_mask
+
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("dataset")
+    parser.add_argument("--data-root", default=None)
+    parser.add_argument("--method", default="scvae", help="scvae or colour-pipeline, with [overrides]")
+    parser.add_argument("--model", default=None, help="checkpoint folder or shipped name (scvae only)")
+    parser.add_argument("--ks", default="2,3,4,6")
+    parser.add_argument("--stride", type=int, default=3)
+    args = parser.parse_args()
+    ks = tuple(int(k) for k in args.ks.split(","))
+
+    reader = open_dataset(args.dataset, args.data_root)
+    pairs = [iem_crop(*reader.load(s)) for s in reader.samples()[:: args.stride]]
+    segmenter = build_segmenter(parse_method(args.method), extractor_factory=lambda: load_extractor(args.model))
+    grids = segmenter.feature_grids([image for image, _ in pairs])
+
+    rule = {k: [] for k in ks}
+    best = {k: [] for k in ks}
+    for (image, truth), features in zip(pairs, grids):
+        labels = segmenter.cluster(segmenter.with_position(features), ks)
+        for k in ks:
+            chosen = select_foreground(labels[k], segmenter.cfg.rule, segmenter.cfg.threshold, features=features)
+            rule[k].append(iou(upsample_mask(chosen.mask.astype(np.float32), *truth.shape), truth))
+            best[k].append(best_subset_iou(labels[k], truth))
+
+    print(f"{len(pairs)} images, {args.method}; strict IoU (%) without refinement")
+    print(f"{'k':>3} {'rule':>6} {'best choice':>12} {'gap':>6}")
+    for k in ks:
+        r, b = 100 * np.mean(rule[k]), 100 * np.mean(best[k])
+        print(f"{k:>3} {r:6.1f} {b:12.1f} {b - r:6.1f}")
+
+
+if __name__ == "__main__":
+    main()
