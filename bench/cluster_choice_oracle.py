@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import sys
 
 import numpy as np
 
@@ -48,12 +49,26 @@ def main() -> None:
     parser.add_argument("--ks", default="2,3,4,6")
     parser.add_argument("--stride", type=int, default=3)
     args = parser.parse_args()
-    ks = tuple(int(k) for k in args.ks.split(","))
+    try:
+        ks = tuple(int(k) for k in args.ks.split(","))
+    except ValueError:
+        sys.exit(f"cluster_choice_oracle: --ks {args.ks!r}: expected whole numbers such as 2,3,4,6")
+    if min(ks) < 2 or max(ks) > 8:
+        # The ceiling tries all 2^k - 2 subsets: past 8 clusters that is hours, not minutes.
+        sys.exit(f"cluster_choice_oracle: --ks {args.ks!r}: each k must be from 2 to 8")
 
-    reader = open_dataset(args.dataset, args.data_root)
-    pairs = [iem_crop(*reader.load(s)) for s in reader.samples()[:: args.stride]]
-    segmenter = build_segmenter(parse_method(args.method), extractor_factory=lambda: load_extractor(args.model))
-    grids = segmenter.feature_grids([image for image, _ in pairs])
+    import scvae
+    from segtool.errors import SegtoolError
+
+    try:
+        reader = open_dataset(args.dataset, args.data_root)
+        pairs = [iem_crop(*reader.load(s)) for s in reader.samples()[:: args.stride]]
+        segmenter = build_segmenter(parse_method(args.method), extractor_factory=lambda: load_extractor(args.model))
+        if not hasattr(segmenter, "cluster"):
+            sys.exit(f"cluster_choice_oracle: --method {args.method!r}: choose scvae or colour-pipeline")
+        grids = segmenter.feature_grids([image for image, _ in pairs])
+    except (SegtoolError, scvae.CheckpointError) as exc:
+        sys.exit(f"cluster_choice_oracle: {exc}")
 
     rule = {k: [] for k in ks}
     best = {k: [] for k in ks}
