@@ -12,13 +12,14 @@ for part in $parts; do
   case $part in
   selection)  # Settings selection: every third image (282 of 846). docs/PIPELINE.md.
     $st eval "folder:$set_dir" --stride 3 --out "$out/selection" \
-      --methods 'scvae,scvae[refine=none],scvae[colour_weight=0],scvae[colour_weight=0,refine=none],scvae[k=2],scvae[k=3],scvae[k=2,method=spectral],scvae[k=3,method=spectral],scvae[rule=geodesic]' \
-      --compare 'colour-pipeline,colour-pipeline[refine=none],grabcut,colour,ellipse' ;;
+      --methods 'scvae,scvae[refine=grabcut],scvae[colour_weight=0],scvae[k=2],scvae[k=3],scvae[k=2,method=spectral],scvae[k=3,method=spectral],scvae[rule=simple,consensus=[2,3,4],refine=grabcut]' \
+      --compare 'colour-pipeline,colour-pipeline[rule=simple,consensus=[2,3,4],refine=grabcut],grabcut,colour,ellipse' ;;
   full)  # All 846: k=2 and k=3, spectral and K-means, with and without refinement, the default
-         # vote, the same pipeline on colour (the ablation), and the classical baselines in one table.
+         # vote, the same pipeline on colour (the ablation), the label-free rule of earlier versions
+         # (boundary connectivity, k = 2, 3, 4, GrabCut), and the classical baselines in one table.
     $st eval "folder:$set_dir" --out "$out/full" \
-      --methods 'scvae,scvae[refine=none],scvae[k=2],scvae[k=2,refine=none],scvae[k=3],scvae[k=3,refine=none],scvae[k=2,method=spectral],scvae[k=2,method=spectral,refine=none],scvae[k=3,method=spectral],scvae[k=3,method=spectral,refine=none],scvae[colour_weight=0]' \
-      --compare 'colour-pipeline,colour-pipeline[refine=none],grabcut,colour,ellipse' ;;
+      --methods 'scvae,scvae[refine=grabcut],scvae[k=2],scvae[k=2,refine=grabcut],scvae[k=3],scvae[k=3,refine=grabcut],scvae[k=2,method=spectral],scvae[k=2,method=spectral,refine=grabcut],scvae[k=3,method=spectral],scvae[k=3,method=spectral,refine=grabcut],scvae[colour_weight=0],scvae[rule=simple,consensus=[2,3,4],refine=grabcut]' \
+      --compare 'colour-pipeline,colour-pipeline[refine=grabcut],colour-pipeline[rule=simple,consensus=[2,3,4],refine=grabcut],grabcut,colour,ellipse' ;;
   noise)  # Noise robustness on all 846 (the paper's Fig. 10): writes noise.png.
     $st eval "folder:$set_dir" --out "$out/noise" --noise 0,0.1,0.2,0.3 \
       --methods scvae --compare 'colour-pipeline,grabcut,colour' ;;

@@ -11,7 +11,11 @@ geodesic:  per cell p, with geodesic distances d(p, q) along the 4-connected gri
            BndCon(p) = Len / sqrt(Area), bgProb(p) = 1 - exp(-BndCon^2 / 2). A cluster whose
            mean bgProb is below the threshold (0.3) is foreground. Edge differences below half
            a median edge count as zero (texture, not boundary).
-In both, if no cluster qualifies the most object-like one is taken, and if every cluster
+scored:    a cluster is foreground if the cluster scorer (segtool.cluster_scorer: a logistic
+           regression over scale-free cues of position, shape, border contact and feature contrast,
+           fit offline on a selection subset's masks) gives it P(object) above 1/2; its score is
+           the background probability 1 - P(object).
+In all three, if no cluster qualifies the most object-like one is taken, and if every cluster
 qualifies the most background-like one is dropped: a mask is never empty or full.
 """
 
@@ -21,7 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-RULES = ("simple", "geodesic")
+RULES = ("simple", "geodesic", "scored")
 
 
 def border_cells(h: int, w: int) -> np.ndarray:
@@ -81,8 +85,10 @@ class ForegroundChoice:
 
 
 def select_foreground(labels: np.ndarray, rule: str = "simple", threshold: float | None = None,
-                      features: np.ndarray | None = None, sigma: float = 2.0) -> ForegroundChoice:
-    """Foreground clusters of a label grid by boundary connectivity."""
+                      features: np.ndarray | None = None, sigma: float = 2.0,
+                      scorer: str = "scvae") -> ForegroundChoice:
+    """Foreground clusters of a label grid [h, w] (see the module docstring for the rules);
+    `scorer` names the shipped cluster scorer, or a JSON path, for the scored rule."""
     if rule == "simple":
         scores = cluster_boundary_connectivity(labels)
         threshold = 1.5 if threshold is None else threshold
@@ -92,6 +98,16 @@ def select_foreground(labels: np.ndarray, rule: str = "simple", threshold: float
         bg = geodesic_background_probability(features, sigma=sigma)
         scores = {int(c): float(bg[labels == c].mean()) for c in np.unique(labels)}
         threshold = 0.3 if threshold is None else threshold
+    elif rule == "scored":
+        from .cluster_cues import cluster_cues
+        from .cluster_scorer import load_scorer_cached
+
+        if features is None:
+            raise ValueError("the scored rule needs the feature grid")
+        cues, ids = cluster_cues(labels, features)
+        background = 1.0 - load_scorer_cached(scorer).probability(cues)
+        scores = {c: float(p) for c, p in zip(ids, background)}
+        threshold = 0.5 if threshold is None else threshold
     else:
         raise ValueError(f"unknown foreground rule {rule!r}; choose one of {', '.join(RULES)}")
     ranked = sorted(scores, key=scores.get)

@@ -89,13 +89,13 @@ def _apply(target, overrides: dict, spec: MethodSpec) -> None:
 def default_pipeline():
     """The measured default pipeline (docs/PIPELINE.md gives the figures behind each choice):
     codes + Lab colour (equal weight after standardising) + position on the 32x32 grid,
-    K-means at k = 2, 3 and 4 voting per cell, the simple boundary-connectivity rule,
-    GrabCut seeded from the voted mask, holes filled and specks (< 2% of the image) dropped.
+    K-means at k = 3, 4, 6 and 8, the cluster scorer picking each clustering's foreground,
+    the clusterings voting per cell, holes filled and specks (< 2% of the image) dropped.
     An explicit --k replaces the vote by that one clustering."""
     from .segmenters import ClusterSettings, CodeFeatureSettings
 
-    cluster = ClusterSettings(k=3, method="kmeans", position_weight=1.0, consensus=(2, 3, 4), refine="grabcut",
-                              fill_holes=True, min_part=0.02)
+    cluster = ClusterSettings(k=4, method="kmeans", position_weight=1.0, consensus=(3, 4, 6, 8), rule="scored",
+                              refine="none", fill_holes=True, min_part=0.02)
     return cluster, CodeFeatureSettings(transform="raw", colour_weight=1.0)
 
 

@@ -2,8 +2,8 @@
 
 A segmenter is configured in `__init__` and segments RGB uint8 images (H x W x 3) into
 boolean foreground masks at the image's own size. Grid-clustering segmenters share one
-pipeline: feature grid -> clusters (spectral or K-means) -> boundary connectivity picks the
-foreground clusters -> upsampling -> optional refinement. Only the features differ, which is
+pipeline: feature grid -> clusters (spectral or K-means) -> a foreground rule (boundary
+connectivity, or the cluster scorer) picks the foreground clusters -> upsampling -> optional refinement. Only the features differ, which is
 what makes the comparison between codes and colour an honest ablation.
 
 Add a method by subclassing `Segmenter` (or `GridClusterSegmenter`) and naming it in
@@ -42,7 +42,8 @@ class SegmentResult:
         return {"foreground_fraction": round(self.foreground_fraction, 4),
                 "foreground_clusters": self.foreground_clusters,
                 "cluster_sizes": {str(k): v for k, v in self.cluster_sizes.items()},
-                "boundary_connectivity": {str(k): round(v, 4) for k, v in self.cluster_scores.items()},
+                # lower = more object-like: border contact for the simple rule, P(background) for the scored one
+                "cluster_scores": {str(k): round(v, 4) for k, v in self.cluster_scores.items()},
                 "seconds": round(self.seconds, 4)}
 
 
@@ -71,6 +72,7 @@ class ClusterSettings:
     rule: str = "simple"
     threshold: float | None = None
     geodesic_sigma: float = 2.0
+    scorer: str = ""                  # the scored rule's scorer: shipped name or JSON path; "" = the method's own
     position_weight: float = 0.0
     consensus: tuple[int, ...] = ()   # several k: a cell is foreground if most clusterings say so
     refine: str = "none"
@@ -97,6 +99,10 @@ class GridClusterSegmenter(Segmenter):
 
     def __init__(self, settings: ClusterSettings | None = None):
         self.cfg = settings or ClusterSettings()
+        if self.cfg.rule == "scored":
+            from .cluster_scorer import load_scorer_cached
+
+            load_scorer_cached(self.cfg.scorer or self.name)  # a bad scorer fails here, before any work
 
     def feature_grids(self, images: list[np.ndarray]) -> list[np.ndarray]:
         raise NotImplementedError
@@ -126,8 +132,10 @@ class GridClusterSegmenter(Segmenter):
 
     def finish(self, image: np.ndarray, features: np.ndarray, started: float) -> SegmentResult:
         all_labels = self.cluster(self.with_position(features))
+        scorer = self.cfg.scorer or self.name
         choices = {k: select_foreground(labels, self.cfg.rule, self.cfg.threshold, features=features,
-                                        sigma=self.cfg.geodesic_sigma) for k, labels in all_labels.items()}
+                                        sigma=self.cfg.geodesic_sigma, scorer=scorer)
+                   for k, labels in all_labels.items()}
         # The fraction of clusterings that call each cell foreground; with one k it is 0 or 1.
         votes = np.mean([c.mask for c in choices.values()], axis=0)
         mask = upsample_mask(votes, *image.shape[:2])

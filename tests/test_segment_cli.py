@@ -64,8 +64,8 @@ def test_folder_json_reports_every_image(photos, tiny_model, tmp_path, capsys):
         assert 0.0 < r["foreground_fraction"] < 1.0  # never an empty or full mask
         sizes = {int(c): n for c, n in r["cluster_sizes"].items()}
         assert len(sizes) == payload["settings"]["k"]  # the cluster map shows the clustering at k
-        assert set(r["boundary_connectivity"]) == set(r["cluster_sizes"])
-        assert all(isinstance(v, float) and v >= 0 for v in r["boundary_connectivity"].values())
+        assert set(r["cluster_scores"]) == set(r["cluster_sizes"])
+        assert all(isinstance(v, float) and v >= 0 for v in r["cluster_scores"].values())
         assert r["foreground_clusters"] and set(map(str, r["foreground_clusters"])) < set(r["cluster_sizes"])
         mask = np.asarray(Image.open(r["outputs"]["mask"])) > 127
         assert mask.shape == (r["height"], r["width"])

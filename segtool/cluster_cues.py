@@ -1,0 +1,63 @@
+"""Per-cluster cues of objectness on a feature grid: what the cluster scorer weighs.
+
+Each cue is scale-free (a fraction, or a distance relative to the image's own spread), so the
+same weights serve grids of any size and feature sets of any dimension:
+
+    boundary_connectivity  border cells of the cluster / sqrt(cells)          (Zhu et al. 2014)
+    border_share           border cells of the cluster / all border cells
+    size                   cells of the cluster / all cells
+    centre_distance        mean distance of its cells from the grid centre (0 centre, 1 corner)
+    spread                 spatial standard deviation of its cells / sqrt(cells): scattered
+                           clusters score high, compact blobs low
+    contrast_to_border     distance of its mean feature from the mean feature of the border
+                           cells, in units of the mean such distance over all cells
+    contrast_to_rest       the same for the mean feature of all other cells
+    vertical_offset        |centroid row index / height - 1/2| (indices from 0, as the shipped
+    horizontal_offset      |centroid column index / width - 1/2|  scorers were fit: a centred
+                           cluster reads 1/(2 x side), not 0)
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+CUE_NAMES = ("boundary_connectivity", "border_share", "size", "centre_distance", "spread",
+             "contrast_to_border", "contrast_to_rest", "vertical_offset", "horizontal_offset")
+
+
+def cluster_cues(labels: np.ndarray, features: np.ndarray) -> tuple[np.ndarray, list[int]]:
+    """Cues [clusters, len(CUE_NAMES)] of a label grid [h, w] over a feature grid [h, w, C],
+    and the cluster ids in the same order."""
+    from .foreground import border_cells
+
+    h, w = labels.shape
+    if features.shape[:2] != (h, w):
+        raise ValueError(f"labels are {h}x{w} but features are {features.shape[0]}x{features.shape[1]}")
+    border = border_cells(h, w)
+    rows, cols = np.mgrid[0:h, 0:w]
+    # The same normalisation on both axes keeps the cue a distance from the centre on any aspect.
+    centre = np.hypot((rows + 0.5 - h / 2) / (h / 2), (cols + 0.5 - w / 2) / (w / 2)) / np.sqrt(2)
+    flat = features.reshape(h, w, -1).astype(np.float64)
+    border_mean = flat[border].mean(axis=0)
+    spread_unit = np.linalg.norm(flat - border_mean, axis=-1).mean() + 1e-6
+
+    ids = [int(c) for c in np.unique(labels)]
+    cues = np.empty((len(ids), len(CUE_NAMES)))
+    for row, c in enumerate(ids):
+        region = labels == c
+        n = region.sum()
+        on_border = np.logical_and(region, border).sum()
+        mean = flat[region].mean(axis=0)
+        rest = flat[~region].mean(axis=0) if n < h * w else mean
+        cues[row] = (
+            on_border / np.sqrt(n),
+            on_border / border.sum(),
+            n / (h * w),
+            centre[region].mean(),
+            np.hypot(rows[region].std(), cols[region].std()) / np.sqrt(n),
+            np.linalg.norm(mean - border_mean) / spread_unit,
+            np.linalg.norm(mean - rest) / spread_unit,
+            abs(rows[region].mean() / h - 0.5),
+            abs(cols[region].mean() / w - 0.5),
+        )
+    return cues, ids

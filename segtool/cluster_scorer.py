@@ -1,0 +1,101 @@
+"""The cluster scorer: how likely a cluster is to be object, from its cues (segtool.cluster_cues).
+
+A logistic regression over the nine standardised cues: ten numbers per feature set, stored as
+JSON under segtool/scorers/. It is fit once, offline, on the masks of a selection subset
+(`bench/fit_cluster_scorer.py`; the JSON records the command, data and images); segmenting never
+sees a mask. Each training row is one cluster of one image at one k, labelled object when most
+of its cells are object in the ground truth, and weighted by its size, since a cluster's weight
+in the IoU is its area.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+
+from .cluster_cues import CUE_NAMES
+from .errors import SegtoolError
+
+SHIPPED_DIR = "scorers"
+
+
+@dataclass
+class ClusterScorer:
+    cues: list[str]
+    mean: list[float]
+    scale: list[float]
+    coef: list[float]
+    intercept: float
+    provenance: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if list(self.cues) != list(CUE_NAMES):
+            raise ValueError(f"the scorer weighs cues {self.cues}, but this version computes {list(CUE_NAMES)}")
+        n = len(CUE_NAMES)
+        for name in ("mean", "scale", "coef"):
+            values = getattr(self, name)
+            if len(values) != n or not np.all(np.isfinite(values)):
+                raise ValueError(f"'{name}' must be {n} finite numbers")
+        if min(self.scale) <= 0:
+            raise ValueError("'scale' must be positive")
+
+    def probability(self, cues: np.ndarray) -> np.ndarray:
+        """P(object) for each row of cues [clusters, len(CUE_NAMES)]."""
+        z = (np.asarray(cues, dtype=np.float64) - self.mean) / self.scale
+        return 1.0 / (1.0 + np.exp(-(z @ np.asarray(self.coef) + self.intercept)))
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(json.dumps(asdict(self), indent=2) + "\n")
+
+
+def fit_scorer(cues: np.ndarray, object_fraction: np.ndarray, cells: np.ndarray, provenance: dict | None = None,
+               regularisation: float = 1.0) -> ClusterScorer:
+    """Fit the logistic regression on cluster rows: cues [n, 9], the fraction of each cluster's
+    cells that are object [n], and its size in cells [n] (the sample weight)."""
+    from sklearn.linear_model import LogisticRegression
+
+    target = np.asarray(object_fraction) > 0.5
+    if target.all() or not target.any():
+        raise ValueError("fitting needs clusters of both kinds: some mostly object, some mostly background")
+    mean = cues.mean(axis=0)
+    scale = cues.std(axis=0)
+    scale[scale == 0] = 1.0  # a constant cue carries no information; keep it finite
+    model = LogisticRegression(C=regularisation, max_iter=5000)
+    model.fit((cues - mean) / scale, target, sample_weight=np.asarray(cells, dtype=np.float64))
+    return ClusterScorer(list(CUE_NAMES), mean.tolist(), scale.tolist(), model.coef_[0].tolist(),
+                         float(model.intercept_[0]), provenance or {})
+
+
+def shipped_scorers() -> list[str]:
+    folder = resources.files("segtool").joinpath(SHIPPED_DIR)
+    return sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".json"))
+
+
+def load_scorer(name_or_path: str) -> ClusterScorer:
+    """A shipped scorer by name (`scvae`, `colour-pipeline`) or a JSON file written by
+    `bench/fit_cluster_scorer.py`. Bad input raises SegtoolError with a one-line reason."""
+    shipped = resources.files("segtool").joinpath(SHIPPED_DIR, f"{name_or_path}.json")
+    # A shipped name wins over a same-named folder in the working directory (the repo has scvae/).
+    if "/" not in name_or_path and "\\" not in name_or_path and shipped.is_file():
+        text = shipped.read_text()
+    else:
+        path = Path(name_or_path)
+        if not path.is_file():
+            raise SegtoolError(f"cluster scorer {name_or_path!r}: not a file, and not a shipped scorer "
+                               f"(shipped: {', '.join(shipped_scorers())})")
+        text = path.read_text()
+    try:
+        return ClusterScorer(**json.loads(text))
+    except (json.JSONDecodeError, TypeError, ValueError) as exc:
+        raise SegtoolError(f"cluster scorer {name_or_path!r} is not a valid scorer file: {exc}") from None
+
+
+@lru_cache(maxsize=16)
+def load_scorer_cached(name_or_path: str) -> ClusterScorer:
+    """load_scorer, read once per process: the rule asks for it once per image and k."""
+    return load_scorer(name_or_path)

@@ -1,0 +1,151 @@
+"""The cluster scorer: its cues, fitting, the JSON it ships as, and the rule that uses it."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from segtool.cluster_cues import CUE_NAMES, cluster_cues
+from segtool.cluster_scorer import ClusterScorer, fit_scorer, load_scorer, shipped_scorers
+from segtool.errors import SegtoolError
+from segtool.foreground import select_foreground
+
+from conftest import subprocess_env
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def square_scene(n: int = 16, size: int = 6, seed: int = 0):
+    """Labels and features of a distinct centred square on a plain background."""
+    labels = np.zeros((n, n), int)
+    start = (n - size) // 2
+    labels[start:start + size, start:start + size] = 1
+    features = np.random.default_rng(seed).normal(0, 0.1, (n, n, 5))
+    features[labels == 1] += 2.0
+    return labels, features
+
+
+def test_cues_tell_a_centred_object_from_its_background():
+    labels, features = square_scene()
+    cues, ids = cluster_cues(labels, features)
+    assert ids == [0, 1] and cues.shape == (2, len(CUE_NAMES))
+    by = {name: dict(zip(ids, cues[:, j])) for j, name in enumerate(CUE_NAMES)}
+    assert by["boundary_connectivity"][1] == 0 and by["border_share"][1] == 0
+    assert by["border_share"][0] == pytest.approx(1.0)
+    assert by["size"][1] == pytest.approx(36 / 256)
+    assert by["centre_distance"][1] < by["centre_distance"][0]
+    assert by["contrast_to_border"][1] > 1.5 > by["contrast_to_border"][0]
+    assert by["vertical_offset"][1] == pytest.approx(0.5 / 16) == by["horizontal_offset"][1]
+
+
+def test_cues_reject_a_feature_grid_of_another_shape():
+    labels, features = square_scene()
+    with pytest.raises(ValueError, match="16x16"):
+        cluster_cues(labels, features[:8])
+
+
+def scene_rows(count: int = 12):
+    rows, fractions, cells = [], [], []
+    for seed in range(count):
+        size = 4 + seed % 6
+        labels, features = square_scene(size=size, seed=seed)
+        cues, ids = cluster_cues(labels, features)
+        rows.append(cues)
+        fractions += [0.0, 1.0]
+        cells += [int((labels == c).sum()) for c in ids]
+    return np.concatenate(rows), np.array(fractions), np.array(cells)
+
+
+def test_fit_scorer_learns_to_call_the_square_object(tmp_path):
+    cues, fractions, cells = scene_rows()
+    scorer = fit_scorer(cues, fractions, cells, {"images": 12})
+    p = scorer.probability(cues)
+    assert np.all(p[fractions == 1] > 0.5) and np.all(p[fractions == 0] < 0.5)
+    path = tmp_path / "s.json"
+    scorer.save(path)
+    again = load_scorer(str(path))
+    assert np.allclose(again.probability(cues), p) and again.provenance == {"images": 12}
+    with pytest.raises(ValueError, match="both kinds"):
+        fit_scorer(cues, np.zeros(len(cues)), cells)
+
+
+@pytest.mark.parametrize("name", ["scvae", "colour-pipeline"])
+def test_shipped_scorers_load_and_pick_an_obvious_object(name):
+    assert name in shipped_scorers()
+    scorer = load_scorer(name)
+    assert scorer.provenance["stride"] == 3 and scorer.provenance["images"] == 282  # the selection subset only
+    labels, features = square_scene(size=8)
+    choice = select_foreground(labels, "scored", features=features, scorer=name)
+    assert choice.foreground_clusters == [1]
+    assert choice.cluster_scores[1] < 0.5 < choice.cluster_scores[0]
+
+
+def test_scored_rule_needs_features_and_never_gives_an_empty_or_full_mask():
+    labels, features = square_scene()
+    with pytest.raises(ValueError, match="feature grid"):
+        select_foreground(labels, "scored")
+    halves = np.zeros((12, 12), int)
+    halves[:, 6:] = 1
+    flat = np.random.default_rng(1).normal(0, 1, (12, 12, 3))
+    assert 0 < select_foreground(halves, "scored", features=flat).mask.mean() < 1
+    assert 0 < select_foreground(labels, "scored", threshold=1e9, features=features).mask.mean() < 1
+
+
+@pytest.mark.parametrize("content, expected", [
+    (None, "not a file, and not a shipped scorer"),
+    ("{not json", "not a valid scorer file"),
+    (json.dumps({"cues": ["x"], "mean": [0], "scale": [1], "coef": [1], "intercept": 0}), "this version computes"),
+    (json.dumps({"cues": list(CUE_NAMES), "mean": [0] * 9, "scale": [0] * 9, "coef": [1] * 9, "intercept": 0}),
+     "positive"),
+])
+def test_bad_scorer_files_give_one_line_errors(content, expected, tmp_path):
+    path = tmp_path / "scorer.json"
+    if content is not None:
+        path.write_text(content)
+    with pytest.raises(SegtoolError, match=expected) as info:
+        load_scorer(str(path))
+    assert "\n" not in str(info.value)
+
+
+def test_a_missing_scorer_is_a_one_line_error_and_writes_nothing(tmp_path, capsys):
+    from conftest import run_cli
+
+    data = synthetic_folder(tmp_path / "set", count=2)
+    code, _, err = run_cli(capsys, "eval", f"folder:{data}", "--methods",
+                           f"colour-pipeline[scorer={tmp_path / 'none.json'}]", "--out", tmp_path / "out")
+    assert code != 0 and "cluster scorer" in err and "Traceback" not in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "out" / "results.csv").exists()
+
+
+def synthetic_folder(root: Path, count: int = 6) -> Path:
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(count):
+        image = rng.integers(0, 60, (96, 96, 3), dtype=np.uint8)
+        mask = np.zeros((96, 96), np.uint8)
+        r = 20 + 3 * i
+        yy, xx = np.mgrid[0:96, 0:96]
+        mask[(yy - 48) ** 2 + (xx - 48) ** 2 < r * r] = 255
+        image[mask > 0] = (200, 60 + 10 * i, 40)
+        Image.fromarray(image).save(root / "images" / f"im{i}.png")
+        Image.fromarray(mask).save(root / "masks" / f"im{i}.png")
+    return root
+
+
+def test_fit_script_writes_a_loadable_scorer_and_keeps_an_existing_file(tmp_path):
+    data = synthetic_folder(tmp_path / "set")
+    out = tmp_path / "fitted.json"
+    argv = [sys.executable, str(REPO / "bench" / "fit_cluster_scorer.py"), f"folder:{data}", "--method",
+            "colour-pipeline", "--stride", "1", "--ks", "2,3", "--out", str(out)]
+    done = subprocess.run(argv, capture_output=True, text=True, env=subprocess_env(), timeout=300)
+    assert done.returncode == 0, done.stderr
+    scorer = load_scorer(str(out))
+    assert scorer.provenance["images"] == 6 and scorer.provenance["ks"] == [2, 3]
+    before = out.read_text()
+    again = subprocess.run(argv, capture_output=True, text=True, env=subprocess_env(), timeout=300)
+    assert again.returncode != 0 and "--force" in again.stderr and out.read_text() == before
