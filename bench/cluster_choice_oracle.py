@@ -1,7 +1,8 @@
 """How much the foreground rule loses: the best choice of clusters vs the rule's choice.
 
 For each image and each k, clusters the pipeline's feature grid once, then scores (strict IoU,
-no refinement) the clusters the boundary-connectivity rule picks and, as a ceiling, the best of
+no refinement) the clusters the method's foreground rule picks (the cluster scorer by default;
+`--method 'scvae[rule=simple]'` for boundary connectivity) and, as a ceiling, the best of
 all 2^k - 2 non-empty, non-full subsets of clusters, chosen by looking at the ground truth. A
 large gap says the clusters hold the object and the rule picks the wrong ones; a small one says
 the features do not separate it.
@@ -75,11 +76,12 @@ def main() -> None:
     for (image, truth), features in zip(pairs, grids):
         labels = segmenter.cluster(segmenter.with_position(features), ks)
         for k in ks:
-            chosen = select_foreground(labels[k], segmenter.cfg.rule, segmenter.cfg.threshold, features=features)
+            chosen = select_foreground(labels[k], segmenter.cfg.rule, segmenter.cfg.threshold, features=features,
+                                       scorer=segmenter.cfg.scorer or segmenter.name)
             rule[k].append(iou(upsample_mask(chosen.mask.astype(np.float32), *truth.shape), truth))
             best[k].append(best_subset_iou(labels[k], truth))
 
-    print(f"{len(pairs)} images, {args.method}; strict IoU (%) without refinement")
+    print(f"{len(pairs)} images, {args.method} (rule: {segmenter.cfg.rule}); strict IoU (%) without refinement")
     print(f"{'k':>3} {'rule':>6} {'best choice':>12} {'gap':>6}")
     for k in ks:
         r, b = 100 * np.mean(rule[k]), 100 * np.mean(best[k])

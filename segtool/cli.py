@@ -27,7 +27,8 @@ def segment(
     paths: List[str] = typer.Argument(..., help="Image files, folders (their images) or globs such as 'photos/*.jpg'."),
     k: Optional[int] = typer.Option(None, "--k", help="Clusters per image (default: the measured pipeline default)."),
     method: Optional[str] = typer.Option(None, "--method", help="Clustering: spectral | kmeans."),
-    refine: Optional[str] = typer.Option(None, "--refine", help="Refinement at full resolution: none | grabcut."),
+    refine: Optional[str] = typer.Option(None, "--refine", help="Refinement at full resolution: none (the default) | grabcut."),
+    rule: Optional[str] = typer.Option(None, "--rule", help="Foreground rule: scored (the default) | simple | geodesic; the last two need no learnt weights."),
     model: Optional[str] = typer.Option(None, "--model", help="A shipped model name or a checkpoint path (default: the shipped model)."),
     out: Path = typer.Option(Path("segtool-out"), "--out", help="Output folder for <stem>_mask/_overlay/_clusters.png."),
     json_: bool = typer.Option(False, "--json", help="Print per-image results as JSON on stdout."),
@@ -38,7 +39,7 @@ def segment(
     """Segment images: writes a 0/255 mask, an overlay and a cluster map per image."""
     from .segment_cmd import run_segment
 
-    code = run_segment(paths, k=k, method=method, refine=refine, model=model, out=out, as_json=json_, device=device,
+    code = run_segment(paths, k=k, method=method, refine=refine, rule=rule, model=model, out=out, as_json=json_, device=device,
                        max_pixels=max_pixels, batch_size=batch_size)
     raise typer.Exit(code)
 
@@ -49,7 +50,8 @@ def eval_(
     data_root: Optional[Path] = typer.Option(None, "--data-root", help="Where the dataset lives (flowers, cub, isic)."),
     k: Optional[int] = typer.Option(None, "--k", help="Clusters per image for the SC-VAE pipeline."),
     method: Optional[str] = typer.Option(None, "--method", help="Clustering: spectral | kmeans."),
-    refine: Optional[str] = typer.Option(None, "--refine", help="none | grabcut"),
+    refine: Optional[str] = typer.Option(None, "--refine", help="none (the default) | grabcut"),
+    rule: Optional[str] = typer.Option(None, "--rule", help="Foreground rule: scored (the default) | simple | geodesic."),
     methods: str = typer.Option("scvae", "--methods", help="Comma-separated methods to run, e.g. 'scvae,scvae[k=3]'."),
     compare: Optional[str] = typer.Option(None, "--compare", help="Baselines run in the same harness: grabcut,colour,colour-pipeline,ellipse."),
     noise: str = typer.Option("0", "--noise", help="Gaussian noise sigma(s) on [0,1] images, e.g. 0,0.1,0.2,0.3."),
@@ -67,7 +69,7 @@ def eval_(
     """Evaluate on a benchmark with the IEM protocol: strict and IEM IoU/DICE per method and noise level."""
     from .eval_cmd import run_eval_command
 
-    run_eval_command(dataset, data_root=data_root, k=k, method=method, refine=refine, methods=methods, compare=compare,
+    run_eval_command(dataset, data_root=data_root, k=k, method=method, refine=refine, rule=rule, methods=methods, compare=compare,
                      noise=noise, limit=limit, stride=stride, out=out, resume=resume, image_resize=image_resize, model=model,
                      device=device, batch_size=batch_size, seed=seed, cache=cache)
 

@@ -63,7 +63,7 @@ def print_summary(summary: dict) -> None:
     screen.print(table)
 
 
-def run_eval_command(dataset: str, *, data_root=None, k=None, method=None, refine=None, methods="scvae",
+def run_eval_command(dataset: str, *, data_root=None, k=None, method=None, refine=None, rule=None, methods="scvae",
                      compare=None, noise="0", limit=None, stride=1, out=None, resume=False, image_resize="bilinear",
                      model=None, device="auto", batch_size=32, seed=0, cache=True) -> dict:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
@@ -81,7 +81,7 @@ def run_eval_command(dataset: str, *, data_root=None, k=None, method=None, refin
         levels = parse_noise_levels(noise)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
-    options = pipeline_options(k, method, refine)
+    options = pipeline_options(k, method, refine, rule)
     specs = parse_method_list(methods) + parse_method_list(compare)
     if not specs:
         raise UsageError("no methods to evaluate: give --methods and/or --compare")

@@ -20,6 +20,7 @@ from .errors import UsageError
 
 METHOD_NAMES = ("scvae", "colour-pipeline", "colour", "grabcut", "ellipse")
 MODEL_METHODS = ("scvae",)
+LABEL_FREE_RULES = ("simple", "geodesic")
 
 
 @dataclass
@@ -112,6 +113,12 @@ def build_segmenter(spec: MethodSpec, *, extractor_factory=None, cli: dict | Non
             for key, value in (cli or {}).items():
                 if value is not None and key not in overrides:
                     overrides[key] = value
+            if overrides.get("rule") in LABEL_FREE_RULES:
+                # A label-free rule brings the settings measured best for it (docs/PIPELINE.md): the
+                # vote over k = 2, 3, 4 and GrabCut; among the fine clusters of k = 6 or 8 it picks badly.
+                if "k" not in overrides:
+                    overrides.setdefault("consensus", (2, 3, 4))
+                overrides.setdefault("refine", "grabcut")
             if "k" in overrides and "consensus" not in overrides:
                 overrides["consensus"] = ()  # an explicit k means that one clustering
             _apply(cluster, overrides, spec)

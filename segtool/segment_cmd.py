@@ -14,7 +14,8 @@ from .errors import UsageError
 console = Console(stderr=True)
 
 
-def pipeline_options(k: int | None, method: str | None, refine: str | None) -> dict:
+def pipeline_options(k: int | None, method: str | None, refine: str | None, rule: str | None = None) -> dict:
+    from .foreground import RULES
     from .refine import REFINEMENTS
     from .segmenters import METHODS
 
@@ -24,10 +25,12 @@ def pipeline_options(k: int | None, method: str | None, refine: str | None) -> d
         raise UsageError(f"--method {method!r}: choose {' or '.join(METHODS)}")
     if refine is not None and refine not in REFINEMENTS:
         raise UsageError(f"--refine {refine!r}: choose {' or '.join(REFINEMENTS)}")
-    return {"k": k, "method": method, "refine": refine}
+    if rule is not None and rule not in RULES:
+        raise UsageError(f"--rule {rule!r}: choose {', '.join(RULES)}")
+    return {"k": k, "method": method, "refine": refine, "rule": rule}
 
 
-def run_segment(paths: list[str], *, k=None, method=None, refine=None, model=None, out: Path = Path("segtool-out"),
+def run_segment(paths: list[str], *, k=None, method=None, refine=None, rule=None, model=None, out: Path = Path("segtool-out"),
                 as_json: bool = False, device: str = "auto", max_pixels: int = 100_000_000, batch_size: int = 8) -> int:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
@@ -35,7 +38,7 @@ def run_segment(paths: list[str], *, k=None, method=None, refine=None, model=Non
     from .models import load_extractor
     from .segment_files import segment_files
 
-    options = pipeline_options(k, method, refine)
+    options = pipeline_options(k, method, refine, rule)
     segmenter = build_segmenter(MethodSpec("scvae"), cli=options,
                                 extractor_factory=lambda: load_extractor(model, device=device, batch_size=batch_size))
     with Progress(TextColumn("[bold]segment"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),

@@ -149,3 +149,31 @@ def test_fit_script_writes_a_loadable_scorer_and_keeps_an_existing_file(tmp_path
     before = out.read_text()
     again = subprocess.run(argv, capture_output=True, text=True, env=subprocess_env(), timeout=300)
     assert again.returncode != 0 and "--force" in again.stderr and out.read_text() == before
+
+
+@pytest.mark.parametrize("method, consensus, k, refine, rule", [
+    ("colour-pipeline", (3, 4, 6, 8), 4, "none", "scored"),                       # the default
+    ("colour-pipeline[rule=simple]", (2, 3, 4), 4, "grabcut", "simple"),          # the label-free default
+    ("colour-pipeline[rule=simple,k=3]", (), 3, "grabcut", "simple"),
+    ("colour-pipeline[rule=geodesic,refine=none]", (2, 3, 4), 4, "none", "geodesic"),
+    ("colour-pipeline[k=2]", (), 2, "none", "scored"),
+])
+def test_each_rule_brings_its_measured_settings_unless_told_otherwise(method, consensus, k, refine, rule):
+    from segtool.methods import build_segmenter, parse_method
+
+    cfg = build_segmenter(parse_method(method)).cfg
+    assert (cfg.consensus, cfg.k, cfg.refine, cfg.rule) == (consensus, k, refine, rule)
+
+
+def test_rule_option_reaches_the_pipeline_and_bad_rules_are_usage_errors(tmp_path, capsys):
+    from segtool.methods import MethodSpec, build_segmenter
+    from segtool.segment_cmd import pipeline_options
+
+    cfg = build_segmenter(MethodSpec("colour-pipeline"), cli=pipeline_options(None, None, None, "simple")).cfg
+    assert (cfg.rule, cfg.consensus, cfg.refine) == ("simple", (2, 3, 4), "grabcut")
+    from conftest import run_cli
+
+    data = synthetic_folder(tmp_path / "set", count=1)
+    code, _, err = run_cli(capsys, "eval", f"folder:{data}", "--methods", "colour-pipeline", "--rule", "magic",
+                           "--out", tmp_path / "out")
+    assert code == 2 and "--rule 'magic'" in err and "scored" in err
