@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Callable
@@ -115,8 +116,70 @@ def _build(cls, data, where: str):
         raise DatasetError(f"{where}: {exc}") from None
 
 
+_HEX = re.compile(r"^[0-9a-fA-F]+$")
+_DIGEST_LENGTHS = {"sha256": 64, "md5": 32}
+
+
+def relative_path_problem(text) -> str | None:
+    """Why `text` is not a safe path inside a data root, or None.
+
+    The same rule archives get: no absolute paths (POSIX, UNC or drive letters), no `..`
+    component, no NUL. A manifest is data from anywhere; it must never name a place outside
+    the root it is applied to.
+    """
+    if not isinstance(text, str) or not text.strip():
+        return "must be a non-empty relative path"
+    if "\0" in text:
+        return "must not contain a NUL character"
+    if text.startswith(("/", "\\")) or re.match(r"^[A-Za-z]:", text) or text.startswith("~"):
+        return f"must be relative to the data root, got the absolute path {text!r}"
+    if ".." in re.split(r"[\\/]", text):
+        return f"must stay inside the data root ('..' is not allowed), got {text!r}"
+    return None
+
+
+def _check_path(value, where: str) -> None:
+    problem = relative_path_problem(value)
+    if problem:
+        raise DatasetError(f"{where} {problem}")
+
+
+def _check_digest(value, where: str, kind: str) -> None:
+    if value is None:
+        return
+    length = _DIGEST_LENGTHS[kind]
+    if not isinstance(value, str):
+        raise DatasetError(f"{where} must be a quoted string of {length} hex digits (YAML read an unquoted "
+                           f"{type(value).__name__}: write {kind}: \"...\")")
+    if len(value) != length or not _HEX.match(value):
+        raise DatasetError(f"{where} must be {length} hex digits, got {value!r}")
+
+
+def _check_whole(value, where: str, what: str) -> None:
+    if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 0):
+        raise DatasetError(f"{where} must be {what} (a whole number >= 0) or null, got {value!r}")
+
+
+def _check_text(value, where: str) -> None:
+    if value is not None and not isinstance(value, str):
+        raise DatasetError(f"{where} must be text, got {value!r}")
+
+
+def _items(data: dict, key: str, where: str) -> list:
+    value = data.pop(key, None)
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise DatasetError(f"{where}: {key} must be a list, got {type(value).__name__}")
+    return value
+
+
 def parse_manifest(data: dict, source: str = "<manifest>") -> Manifest:
-    """A Manifest from the YAML mapping; every wrong field is named with its file."""
+    """A Manifest from the YAML mapping; every wrong field is named with its file.
+
+    Every value is checked here, before anything is read or written: paths must stay inside
+    the data root, checksums are hex strings of the right length, counts are whole numbers.
+    """
     if not isinstance(data, dict):
         raise DatasetError(f"{source}: a manifest must be a YAML mapping")
     data = dict(data)
@@ -130,22 +193,37 @@ def parse_manifest(data: dict, source: str = "<manifest>") -> Manifest:
     missing = [key for key in required if not data.get(key)]
     if missing:
         raise DatasetError(f"{source}: missing field(s) {', '.join(missing)}")
-    files_ = tuple(_build(ManifestFile, item, f"{source}: files[{i}]") for i, item in enumerate(data.pop("files", None) or []))
-    layout = tuple(_build(LayoutEntry, item, f"{source}: layout[{i}]") for i, item in enumerate(data.pop("layout", None) or []))
+    for key in (*required, "eval_dataset", "notes"):
+        _check_text(data.get(key), f"{source}: {key}")
+    files_ = tuple(_build(ManifestFile, item, f"{source}: files[{i}]") for i, item in enumerate(_items(data, "files", source)))
+    layout = tuple(_build(LayoutEntry, item, f"{source}: layout[{i}]") for i, item in enumerate(_items(data, "layout", source)))
     split_files = tuple(_build(SplitFile, item, f"{source}: split.files[{i}]")
-                        for i, item in enumerate(split.get("files") or []))
+                        for i, item in enumerate(_items(dict(split), "files", f"{source}: split")))
     for i, entry in enumerate(files_):
-        if entry.size is not None and (not isinstance(entry.size, int) or isinstance(entry.size, bool)):
-            raise DatasetError(f"{source}: files[{i}].size must be a number of bytes or null")
+        where = f"{source}: files[{i}]"
+        _check_path(entry.name, f"{where}.name")
+        _check_text(entry.url, f"{where}.url")
+        _check_whole(entry.size, f"{where}.size", "a number of bytes")
+        _check_digest(entry.sha256, f"{where}.sha256", "sha256")
+        _check_digest(entry.md5, f"{where}.md5", "md5")
         if not isinstance(entry.extract, bool):
-            raise DatasetError(f"{source}: files[{i}].extract must be true or false")
+            raise DatasetError(f"{where}.extract must be true or false")
     for i, entry in enumerate(layout):
-        if entry.count is not None and (not isinstance(entry.count, int) or isinstance(entry.count, bool)):
-            raise DatasetError(f"{source}: layout[{i}].count must be a whole number or null")
+        where = f"{source}: layout[{i}]"
+        _check_path(entry.path, f"{where}.path")
+        _check_path(entry.pattern, f"{where}.pattern")
+        _check_whole(entry.count, f"{where}.count", "a file count")
     for i, split_file in enumerate(split_files):
+        where = f"{source}: split.files[{i}]"
+        _check_path(split_file.name, f"{where}.name")
+        _check_digest(split_file.sha256, f"{where}.sha256", "sha256")
+        _check_text(split_file.description, f"{where}.description")
         if split_file.location not in ("shipped", "root"):
-            raise DatasetError(f"{source}: split.files[{i}].location must be shipped or root")
-    data["aliases"] = tuple(data.get("aliases") or ())
+            raise DatasetError(f"{where}.location must be shipped or root")
+    aliases = data.get("aliases") or ()
+    if not isinstance(aliases, (list, tuple)) or not all(isinstance(a, str) and a for a in aliases):
+        raise DatasetError(f"{source}: aliases must be a list of names, got {aliases!r}")
+    data["aliases"] = tuple(aliases)
     return _build(Manifest, dict(data, files=files_, layout=layout, split_files=split_files,
                                  split_definition=str(split.get("definition", "")).strip(), source=source), source)
 
@@ -154,18 +232,22 @@ def load_manifest(name: str) -> Manifest:
     """A shipped manifest by name or alias (flowers102 | flowers, cub200 | cub, ...) or a YAML path."""
     import yaml
 
+    from .yamltext import load_yaml
+
     if name.endswith((".yaml", ".yml")):
         path = Path(name).expanduser()
         if not path.is_file():
             raise DatasetError(f"{path}: no such manifest file")
         try:
-            data = yaml.safe_load(path.read_text())
+            data = load_yaml(path.read_text(encoding="utf-8"))
+        except UnicodeDecodeError:
+            raise DatasetError(f"{path}: not a text file (a manifest is UTF-8 YAML)") from None
         except yaml.YAMLError as exc:
             raise DatasetError(f"{path}: not valid YAML ({' '.join(str(exc).split())})") from None
         return parse_manifest(data, str(path))
     for entry_name in list_manifests():
         entry = _manifest_dir().joinpath(f"{entry_name}.yaml")
-        manifest = parse_manifest(yaml.safe_load(entry.read_text()), f"{entry_name}.yaml")
+        manifest = parse_manifest(load_yaml(entry.read_text(encoding="utf-8")), f"{entry_name}.yaml")
         if name.lower() in manifest.names:
             return manifest
     raise DatasetError(f"unknown dataset {name!r}: known manifests are {', '.join(list_manifests())}")
@@ -336,8 +418,19 @@ def _verify_reader(manifest: Manifest, root: Path, report: VerifyReport) -> None
         report.checked.append(f"test split ({count} samples)")
 
 
+def _require_relative_paths(manifest: Manifest) -> None:
+    """Manifests built in code skip `parse_manifest`; the path rule holds for them too."""
+    named = [(f"files {entry.name!r}", entry.name) for entry in manifest.files]
+    named += [(f"layout {entry.path!r}", entry.path) for entry in manifest.layout]
+    named += [(f"layout pattern {entry.pattern!r}", entry.pattern) for entry in manifest.layout]
+    named += [(f"split file {entry.name!r}", entry.name) for entry in manifest.split_files]
+    for where, value in named:
+        _check_path(value, f"{manifest.source or manifest.name}: {where}")
+
+
 def verify(manifest: Manifest, root: str | os.PathLike, progress: bool = False) -> VerifyReport:
     """Check a local copy: files and checksums, layout and counts, split lists, test samples."""
+    _require_relative_paths(manifest)
     root = Path(root).expanduser()
     report = VerifyReport(manifest.name, root)
     if not root.is_dir():
@@ -402,41 +495,75 @@ def _download(entry: ManifestFile, root: Path, progress) -> Path:
     return target
 
 
-def _inside(target: Path, member: str) -> bool:
-    if not member or os.path.isabs(member) or member.startswith(("/", "\\")):
-        return False
-    base = target.resolve()
-    resolved = (base / member).resolve()
-    return resolved == base or base in resolved.parents
+class UnsafeArchiveError(DatasetError):
+    """An archive member that would land outside the target, or a link or device file."""
+
+
+def _member_problem(name: str) -> str | None:
+    problem = relative_path_problem(name.replace("\\", "/").rstrip("/") or name)
+    return problem
+
+
+def _normalised(parent: str, link: str) -> str:
+    return os.path.normpath(os.path.join(parent, link)).replace("\\", "/")
+
+
+def _check_tar_members(archive: Path, members) -> None:
+    """Refuse the whole archive on the first unsafe member, before anything is written.
+
+    Links are checked lexically, and no member may pass through a symbolic link declared in
+    the same archive: a chain such as `s -> .` then `s/s/esc -> ../..` resolves outside the
+    target only once the links exist on disk, so it cannot be judged by path text alone.
+    """
+    links: set[str] = set()
+    for member in members:
+        name = member.name.rstrip("/")
+        where = f"{archive}: unsafe archive, member {member.name!r}"
+        problem = _member_problem(member.name)
+        if problem:
+            raise UnsafeArchiveError(f"{where} {problem}; nothing extracted")
+        parts = name.split("/")
+        if any("/".join(parts[:i]) in links for i in range(1, len(parts))):
+            raise UnsafeArchiveError(f"{where} lies under a symbolic link of the same archive; nothing extracted")
+        if member.isdev() or member.isfifo():
+            raise UnsafeArchiveError(f"{where} is a device or pipe; nothing extracted")
+        if member.issym() or member.islnk():
+            target = member.linkname if member.islnk() else _normalised(os.path.dirname(name), member.linkname)
+            if os.path.isabs(member.linkname) or _member_problem(target) or target in (".", ""):
+                raise UnsafeArchiveError(f"{where} links to {member.linkname!r}, outside the archive's folder; "
+                                         "nothing extracted")
+            if member.issym():
+                links.add(name)
 
 
 def _extract_tar(archive: Path, target: Path) -> None:
     import tarfile
 
     with tarfile.open(archive) as tar:
-        for member in tar.getmembers():
-            if not _inside(target, member.name):
-                raise DatasetError(f"{archive}: unsafe archive member {member.name!r} (outside {target}); not extracted")
-            if member.issym() and not _inside(target, os.path.join(os.path.dirname(member.name), member.linkname)):
-                raise DatasetError(f"{archive}: unsafe link {member.name!r} -> {member.linkname!r}; not extracted")
-            if member.islnk() and not _inside(target, member.linkname):
-                raise DatasetError(f"{archive}: unsafe link {member.name!r} -> {member.linkname!r}; not extracted")
-            if member.isdev():
-                raise DatasetError(f"{archive}: device file {member.name!r} in archive; not extracted")
+        members = tar.getmembers()
+        _check_tar_members(archive, members)
         if hasattr(tarfile, "data_filter"):
-            tar.extractall(target, filter="data")
+            tar.extractall(target, members=members, filter="data")
         else:  # Python builds without extraction filters: the checks above are the guard
-            tar.extractall(target)
+            tar.extractall(target, members=members)
+
+
+_ZIP_SYMLINK = 0o120000
 
 
 def _extract_zip(archive: Path, target: Path) -> None:
     import zipfile
 
     with zipfile.ZipFile(archive) as bundle:
-        for name in bundle.namelist():
-            if not _inside(target, name.replace("\\", "/")):
-                raise DatasetError(f"{archive}: unsafe archive member {name!r} (outside {target}); not extracted")
-        bundle.extractall(target)
+        infos = bundle.infolist()
+        for info in infos:
+            where = f"{archive}: unsafe archive, member {info.filename!r}"
+            problem = _member_problem(info.filename)
+            if problem:
+                raise UnsafeArchiveError(f"{where} {problem}; nothing extracted")
+            if (info.external_attr >> 16) & 0o170000 == _ZIP_SYMLINK:
+                raise UnsafeArchiveError(f"{where} is a symbolic link (not accepted in zip archives); nothing extracted")
+        bundle.extractall(target, members=infos)
 
 
 ARCHIVE_SUFFIXES: dict[str, Callable[[Path, Path], None]] = {
@@ -445,18 +572,48 @@ ARCHIVE_SUFFIXES: dict[str, Callable[[Path, Path], None]] = {
 }
 
 
+def _merge_into(source: Path, target: Path) -> None:
+    """Move the tree `source` into `target`, replacing files of the same name (a fresh unpack wins)."""
+    for entry in source.iterdir():
+        dest = target / entry.name
+        if entry.is_dir() and not entry.is_symlink() and dest.is_dir() and not dest.is_symlink():
+            _merge_into(entry, dest)
+        else:
+            if dest.is_dir() and not dest.is_symlink():
+                import shutil
+
+                shutil.rmtree(dest)
+            os.replace(entry, dest)
+
+
 def extract_archive(archive: Path, target: Path) -> None:
-    """Unpack a .tgz/.tar/.zip into `target`, refusing members that would land outside it."""
+    """Unpack a .tgz/.tar/.zip into `target`: all of it, or nothing.
+
+    Every member is checked before anything is written; the archive is unpacked into a
+    temporary folder inside `target` and moved in only once the whole of it unpacked.
+    """
+    import shutil
     import tarfile
+    import tempfile
     import zipfile
 
     extractor = next((fn for suffix, fn in ARCHIVE_SUFFIXES.items() if archive.name.lower().endswith(suffix)), None)
     if extractor is None:
         raise DatasetError(f"{archive}: unknown archive type (expected {', '.join(ARCHIVE_SUFFIXES)})")
+    target.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".segtool-unpack-", dir=target))
     try:
-        extractor(archive, target)
-    except (tarfile.TarError, zipfile.BadZipFile, EOFError) as exc:
-        raise DatasetError(f"{archive}: damaged archive ({exc}); delete it and fetch again") from None
+        try:
+            extractor(archive, staging)
+        except getattr(tarfile, "FilterError", ()) as exc:
+            raise UnsafeArchiveError(f"{archive}: unsafe archive ({exc}); nothing extracted") from None
+        except (tarfile.TarError, zipfile.BadZipFile, EOFError) as exc:
+            raise DatasetError(f"{archive}: damaged archive ({exc}); delete it and fetch again") from None
+        except OSError as exc:
+            raise DatasetError(f"{archive}: cannot unpack ({exc.strerror or exc}); nothing extracted") from None
+        _merge_into(staging, target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 def _present_and_sound(entry: ManifestFile, path: Path, progress) -> bool:
@@ -472,12 +629,19 @@ def _layout_present(manifest: Manifest, root: Path) -> bool:
     return bool(manifest.layout) and all((root / entry.path.rstrip("/")).exists() for entry in manifest.layout)
 
 
+def _resolves_inside(root: Path, path: Path) -> bool:
+    base = root.resolve()
+    resolved = path.resolve()
+    return resolved == base or base in resolved.parents
+
+
 def fetch(manifest: Manifest, root: str | os.PathLike, progress: bool = True) -> list[Path]:
     """Download every file with a URL into `root`, check it, unpack archives. Returns the files.
 
     Files already present with a matching checksum are not downloaded again; an archive is
     unpacked again only when it was just downloaded or its contents are missing.
     """
+    _require_relative_paths(manifest)
     root = Path(root).expanduser()
     wanted = [entry for entry in manifest.files if entry.url]
     if not wanted:
@@ -491,6 +655,9 @@ def fetch(manifest: Manifest, root: str | os.PathLike, progress: bool = True) ->
     try:
         for entry in wanted:
             path = root / entry.name
+            if not _resolves_inside(root, path):
+                raise DatasetError(f"{root / entry.name}: resolves outside the data root {root} (through a "
+                                   "symbolic link); not written")
             downloaded = False
             if not _present_and_sound(entry, path, bar):
                 path = _download(entry, root, bar)

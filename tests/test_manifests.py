@@ -258,9 +258,10 @@ def test_extraction_refuses_members_outside_the_target(tmp_path, suffix):
     target.mkdir()
     members = {"ok.txt": b"ok", "../evil.txt": b"evil"}
     archive = _write(tmp_path / f"bad{suffix}", _tgz(members) if suffix == ".tgz" else _zip(members))
-    with pytest.raises(DatasetError, match="unsafe archive member '../evil.txt'"):
+    with pytest.raises(DatasetError, match="unsafe archive, member '../evil.txt'.*nothing extracted"):
         extract_archive(archive, target)
     assert not (tmp_path / "evil.txt").exists() and not (target / "ok.txt").exists()
+    assert list(target.iterdir()) == []
 
 
 def test_extraction_refuses_links_outside_the_target(tmp_path):
@@ -270,8 +271,122 @@ def test_extraction_refuses_links_outside_the_target(tmp_path):
         link.type, link.linkname = tarfile.SYMTYPE, "../../etc"
         tar.addfile(link)
     archive = _write(tmp_path / "links.tar", buffer.getvalue())
-    with pytest.raises(DatasetError, match="unsafe link 'escape'"):
+    with pytest.raises(DatasetError, match="unsafe archive, member 'escape' links to '../../etc'"):
         extract_archive(archive, tmp_path / "root")
+
+
+def _tar_with(entries) -> bytes:
+    """A tar of (name, kind, payload): kind 'file' (payload = bytes) or 'sym' (payload = link target)."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        for name, kind, payload in entries:
+            info = tarfile.TarInfo(name)
+            if kind == "sym":
+                info.type, info.linkname = tarfile.SYMTYPE, payload
+                tar.addfile(info)
+            else:
+                info.size = len(payload)
+                tar.addfile(info, io.BytesIO(payload))
+    return buffer.getvalue()
+
+
+def test_symlink_chain_tar_is_unsafe_and_nothing_is_extracted(tmp_path):
+    target = tmp_path / "a" / "b" / "root"
+    target.mkdir(parents=True)
+    archive = _write(tmp_path / "chain.tar", _tar_with([
+        ("first.txt", "file", b"extracted before the bad member in the old code"),
+        ("s", "sym", "."),
+        ("s/s/s/esc", "sym", "../.."),
+        ("s/s/s/esc/victim.txt", "file", b"evil"),
+    ]))
+    with pytest.raises(DatasetError, match="unsafe archive"):
+        extract_archive(archive, target)
+    assert list(target.iterdir()) == []
+    assert not list(tmp_path.rglob("victim.txt"))
+
+
+def test_zip_with_a_symlink_entry_is_unsafe_and_leaves_nothing(tmp_path):
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as bundle:
+        bundle.writestr("ok.txt", b"ok")
+        link = zipfile.ZipInfo("link")
+        link.external_attr = (0o120777 << 16)
+        bundle.writestr(link, "../../outside")
+        bundle.writestr("link/inner.txt", b"evil")
+    archive = _write(tmp_path / "links.zip", buffer.getvalue())
+    target = tmp_path / "root"
+    with pytest.raises(DatasetError, match="unsafe archive, member 'link' is a symbolic link"):
+        extract_archive(archive, target)
+    assert list(target.iterdir()) == []
+
+
+def test_a_failing_unpack_leaves_the_target_as_it_was(tmp_path):
+    target = tmp_path / "root"
+    (target / "pics").mkdir(parents=True)
+    (target / "pics" / "mine.txt").write_text("user data")
+    archive = _write(tmp_path / "cut.tgz", _tgz({"pics/a.txt": b"a" * 5000, "pics/b.txt": b"b"})[:-600])
+    with pytest.raises(DatasetError, match="damaged archive|cannot unpack"):
+        extract_archive(archive, target)
+    assert sorted(p.name for p in target.rglob("*")) == ["mine.txt", "pics"]
+    # A sound archive merges into existing folders without touching other files.
+    extract_archive(_write(tmp_path / "ok.tgz", _tgz({"pics/a.txt": b"a"})), target)
+    assert sorted(p.name for p in (target / "pics").iterdir()) == ["a.txt", "mine.txt"]
+    assert not list(target.glob(".segtool-unpack-*"))
+
+
+def _evil_manifest(**file_fields) -> dict:
+    return {"name": "evil", "title": "Evil", "homepage": "https://example.org", "licence": "none",
+            "citation": "none", "protocol": "none", "files": [dict({"name": "ok.txt"}, **file_fields)]}
+
+
+@pytest.mark.parametrize("name", ["../../../../outside/victim.txt", "/tmp/victim.txt", "a/../../victim.txt",
+                                  "..", "C:/victim.txt", "\\\\server\\share\\v.txt", "sub\\..\\..\\v.txt", ""])
+def test_manifest_file_names_must_stay_inside_the_root(name):
+    with pytest.raises(DatasetError, match=r"files\[0\]\.name must"):
+        parse_manifest(_evil_manifest(name=name), "evil.yaml")
+
+
+@pytest.mark.parametrize("entry, key", [({"path": "../../../etc/"}, "path"), ({"path": "/etc/"}, "path"),
+                                        ({"path": "pics/", "pattern": "/etc/*"}, "pattern"),
+                                        ({"path": "pics/", "pattern": "../*"}, "pattern")])
+def test_manifest_layout_paths_must_stay_inside_the_root(entry, key):
+    with pytest.raises(DatasetError, match=rf"layout\[0\]\.{key} must"):
+        parse_manifest(dict(_evil_manifest(), layout=[entry]), "evil.yaml")
+
+
+def test_fetch_never_writes_outside_the_root(server, tmp_path):
+    base_url, requests = server
+    victim = tmp_path / "outside" / "victim.txt"
+    victim.parent.mkdir()
+    victim.write_text("precious")
+    manifest_path = tmp_path / "evil.yaml"
+    manifest_path.write_text(yaml.safe_dump(_evil_manifest(name="../outside/victim.txt", url=f"{base_url}/split.txt",
+                                                           sha256=_sha256(SPLIT))))
+    result = CliRunner().invoke(data_app, ["fetch", str(manifest_path), "--data-root", str(tmp_path / "R")])
+    assert isinstance(result.exception, DatasetError) and "must stay inside the data root" in str(result.exception)
+    assert victim.read_text() == "precious" and not (tmp_path / "R").exists() and requests == []
+
+
+@pytest.mark.parametrize("value, message", [
+    ("0" * 64, "must be a quoted string of 64 hex digits"),      # YAML reads an unquoted 000... as 0
+    ("1" * 64, "must be a quoted string of 64 hex digits"),
+    ("'abc'", "must be 64 hex digits"),
+])
+def test_manifest_checksums_are_hex_strings_of_the_right_length(tmp_path, value, message):
+    path = tmp_path / "m.yaml"
+    path.write_text("name: m\ntitle: M\nhomepage: h\nlicence: l\ncitation: c\nprotocol: p\n"
+                    f"files:\n  - name: good.tar\n    sha256: {value}\n")
+    with pytest.raises(DatasetError, match=rf"files\[0\]\.sha256 {message}"):
+        load_manifest(str(path))
+
+
+@pytest.mark.parametrize("extra, message", [("files: 5", "files must be a list"),
+                                            ("aliases: 7", "aliases must be a list of names")])
+def test_manifest_lists_are_lists(tmp_path, extra, message):
+    path = tmp_path / "m.yaml"
+    path.write_text(f"name: m\ntitle: M\nhomepage: h\nlicence: l\ncitation: c\nprotocol: p\n{extra}\n")
+    with pytest.raises(DatasetError, match=message):
+        load_manifest(str(path))
 
 
 # ----------------------------------------------------------------------------- segtool data ...
