@@ -4,19 +4,63 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import types
 from dataclasses import dataclass
 
 from .lista import LISTA_MODES
 
 
+def _number(key: str, value, kind: type, optional: bool):
+    """`value` as `kind` (int or float) when it is one written another way, else a ValueError.
+
+    `1e3` for a whole-number field is 1000; `4` for a float field is 4.0. Text, booleans,
+    NaN and infinities are refused with the key named: they would fail far from here.
+    """
+    if value is None:
+        if optional:
+            return None
+        raise ValueError(f"{key} must be a number, got null")
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        what = "a whole number" if kind is int else "a number"
+        raise ValueError(f"{key} must be {what}, got {value!r}")
+    if not math.isfinite(value):
+        raise ValueError(f"{key} must be a finite number, got {value!r}")
+    if kind is int:
+        if float(value) != int(value):
+            raise ValueError(f"{key} must be a whole number, got {value!r}")
+        return int(value)
+    return float(value)
+
+
+def coerce_numbers(cls, data: dict) -> dict:
+    """Numbers of a mapping read from YAML, made the type each field declares."""
+    import typing
+
+    hints = typing.get_type_hints(cls)
+    out = dict(data)
+    for key, value in data.items():
+        hint = hints.get(key)
+        is_union = typing.get_origin(hint) in (typing.Union, types.UnionType)
+        args = set(typing.get_args(hint)) if is_union else {hint}
+        optional = type(None) in args
+        numeric = args - {type(None)}
+        if numeric == {int}:
+            out[key] = _number(key, value, int, optional)
+        elif numeric == {float}:
+            out[key] = _number(key, value, float, optional)
+    return out
+
+
 def from_known_keys(cls, data: dict, what: str):
     """Build dataclass `cls` from a mapping, refusing keys it does not have (a typo in a recipe
-    or config file must not be silently ignored)."""
+    or config file must not be silently ignored) and numbers that are not numbers."""
+    if not isinstance(data, dict):
+        raise ValueError(f"{what} must be a mapping of keys to values, got {type(data).__name__}")
     known = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - known)
     if unknown:
         raise ValueError(f"unknown {what} keys: {', '.join(unknown)}")
-    return cls(**data)
+    return cls(**coerce_numbers(cls, data))
 
 
 @dataclass

@@ -53,7 +53,7 @@ def split_top_level(text: str) -> list[str]:
 
 
 def parse_method(text: str) -> MethodSpec:
-    import yaml
+    from .yamltext import parse_scalar
 
     text = text.strip()
     name, _, rest = text.partition("[")
@@ -68,10 +68,7 @@ def parse_method(text: str) -> MethodSpec:
             key, sep, value = item.partition("=")
             if not sep:
                 raise UsageError(f"method {text!r}: expected key=value inside the brackets, got {item!r}")
-            try:
-                overrides[key.strip()] = yaml.safe_load(value)
-            except yaml.YAMLError:
-                overrides[key.strip()] = value
+            overrides[key.strip()] = parse_scalar(value)
     return MethodSpec(name, overrides)
 
 

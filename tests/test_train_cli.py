@@ -70,6 +70,41 @@ def test_bad_override(capsys, override, hint):
     assert hint in assert_one_line_error(err)
 
 
+def test_numbers_written_as_people_write_them(capsys, tmp_path):
+    """YAML 1.1 reads 4e-5 and 1e3 as text; the README's own example uses them."""
+    recipe = load_recipe("imagenet", ["train.lr=4e-5", "model.lista_steps=1e3", "train.warmup_steps=2e2"])
+    assert recipe.train.lr == pytest.approx(4e-5) and recipe.model.lista_steps == 1000
+    assert isinstance(recipe.model.lista_steps, int) and isinstance(recipe.train.warmup_steps, int)
+    path = tmp_path / "r.yaml"
+    path.write_text("model: {preset: small-d3, alpha: 1e-2}\ntrain: {lr: 2e-4, batch_size: 4}\n")
+    recipe = load_recipe(str(path))
+    assert recipe.train.lr == pytest.approx(2e-4) and recipe.model.alpha == pytest.approx(1e-2)
+    code, out, _ = run(capsys, "imagenet", "--dry-run", "--set", "model.d=4", "--set", "model.lista_mode=official",
+                       "--set", "train.lr=4e-5")
+    assert code == 0 and "lr 4e-05" in out
+
+
+@pytest.mark.parametrize("override, hint", [("train.lr=abc", "lr must be a number, got 'abc'"),
+                                            ("train.lr=.nan", "lr must be a finite number"),
+                                            ("model.lista_steps=2.5", "lista_steps must be a whole number"),
+                                            ("model.d=2.5", "d must be a whole number"),
+                                            ("model=abc", "model must be a mapping"),
+                                            ("model=[1, 2]", "model must be a mapping"),
+                                            ("train.batch_size=true", "batch_size must be a whole number")])
+def test_values_of_the_wrong_type_are_named(capsys, tmp_path, override, hint):
+    code, _, err = run(capsys, "small-cpu", "--dry-run", "--set", override)
+    assert code == 2
+    assert hint in assert_one_line_error(err)
+
+
+def test_a_recipe_that_is_not_text_is_refused(capsys, tmp_path):
+    path = tmp_path / "binary.yaml"
+    path.write_bytes(b"model: \xff\xfe\x00 bad")
+    code, _, err = run(capsys, str(path), "--dry-run")
+    assert code != 0
+    assert "not a text file" in assert_one_line_error(err)
+
+
 def test_imagefolder_recipe_without_data_root(capsys, tmp_path):
     code, _, err = run(capsys, "small-cpu", "--out", str(tmp_path / "run"), "--max-steps", "1")
     assert code != 0

@@ -48,7 +48,10 @@ def find_recipe(name_or_path: str) -> tuple[str, str]:
     if path.suffix in (".yaml", ".yml") or path.exists():
         if not path.is_file():
             raise RecipeError(f"{path}: no such recipe file")
-        return path.stem, path.read_text(encoding="utf-8")
+        try:
+            return path.stem, path.read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            raise RecipeError(f"{path}: not a text file (a recipe is UTF-8 YAML)") from None
     shipped = recipe_dir() / f"{name_or_path}.yaml"
     if not shipped.is_file():
         raise RecipeError(f"unknown recipe {name_or_path!r}; shipped recipes: {', '.join(available_recipes())} "
@@ -57,7 +60,7 @@ def find_recipe(name_or_path: str) -> tuple[str, str]:
 
 
 def parse_override(text: str) -> tuple[list[str], object]:
-    import yaml
+    from ..yamltext import parse_scalar
 
     key, sep, value = text.partition("=")
     keys = [k for k in key.strip().split(".") if k]
@@ -65,10 +68,7 @@ def parse_override(text: str) -> tuple[list[str], object]:
         raise RecipeError(f"--set {text!r}: expected section.key=value, e.g. --set model.d=4")
     if keys[0] not in SECTIONS:
         raise RecipeError(f"--set {text!r}: unknown section {keys[0]!r}; recipes have {', '.join(SECTIONS)}")
-    try:
-        return keys, yaml.safe_load(value) if value.strip() else None
-    except yaml.YAMLError:
-        return keys, value
+    return keys, parse_scalar(value) if value.strip() else None
 
 
 def apply_overrides(raw: dict, overrides: list[str]) -> dict:
@@ -91,6 +91,12 @@ def build_recipe(name: str, source: str, raw: dict) -> Recipe:
     unknown = sorted(set(raw) - set(SECTIONS))
     if unknown:
         raise RecipeError(f"{source}: unknown top-level keys {', '.join(unknown)}; expected {', '.join(SECTIONS)}")
+    from scvae.config import coerce_numbers
+
+    for section in ("model", "data", "train"):
+        if raw.get(section) is not None and not isinstance(raw[section], dict):
+            raise RecipeError(f"{source}: {section} must be a mapping of keys to values (e.g. {section}: {{key: value}}), "
+                              f"got {raw[section]!r}")
     model_raw = dict(raw.get("model") or {})
     preset_name = model_raw.pop("preset", None)
     try:
@@ -101,7 +107,7 @@ def build_recipe(name: str, source: str, raw: dict) -> Recipe:
             raise ValueError(f"unknown model keys {', '.join(bad)}")
         if "d" in model_raw and "channel_mult" not in model_raw:
             model_raw["channel_mult"] = None  # re-derive the level widths for the new depth
-        model = base.replace(**model_raw)
+        model = base.replace(**coerce_numbers(type(base), model_raw))
         train = TrainConfig.from_dict(dict(raw.get("train") or {}))
         data = DataConfig.from_dict(dict(raw.get("data") or {}))
     except (TypeError, ValueError, TrainingDataError) as exc:
@@ -114,9 +120,11 @@ def build_recipe(name: str, source: str, raw: dict) -> Recipe:
 def load_recipe(name_or_path: str, overrides: list[str] | None = None) -> Recipe:
     import yaml
 
+    from ..yamltext import load_yaml
+
     name, text = find_recipe(name_or_path)
     try:
-        raw = yaml.safe_load(text) or {}
+        raw = load_yaml(text) or {}
     except yaml.YAMLError as exc:
         raise RecipeError(f"{name_or_path}: not valid YAML ({str(exc).splitlines()[0]})") from None
     if not isinstance(raw, dict):
