@@ -46,7 +46,9 @@ def segment(
 
 @app.command("eval")
 def eval_(
-    dataset: str = typer.Argument(..., help="flowers | cub | isic | folder:PATH (images/ + masks/ with the same stems)."),
+    datasets: List[str] = typer.Argument(..., help="One or more of flowers | cub | isic | folder:PATH (images/ + masks/ "
+                                         "with the same stems); several make a suite: a table per set, the mean over "
+                                         "sets, paired differences."),
     data_root: Optional[Path] = typer.Option(None, "--data-root", help="Where the dataset lives (flowers, cub, isic)."),
     k: Optional[int] = typer.Option(None, "--k", help="Clusters per image for the SC-VAE pipeline."),
     method: Optional[str] = typer.Option(None, "--method", help="Clustering: spectral | kmeans."),
@@ -56,7 +58,9 @@ def eval_(
     compare: Optional[str] = typer.Option(None, "--compare", help="Baselines run in the same harness: grabcut,colour,colour-pipeline,ellipse."),
     noise: str = typer.Option("0", "--noise", help="Gaussian noise sigma(s) on [0,1] images, e.g. 0,0.1,0.2,0.3."),
     limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Only the first N test images (fixed order)."),
-    stride: int = typer.Option(1, "--stride", min=1, help="Every N-th test image (3: the settings-selection subset)."),
+    stride: int = typer.Option(1, "--stride", min=1, help="Every N-th test image."),
+    subset: str = typer.Option("all", "--subset", help="all | selection (every third image: where settings are "
+                                                       "chosen and scorers fit) | held-out (the other two thirds)."),
     out: Optional[Path] = typer.Option(None, "--out", help="Output folder (default: a new folder under segtool-out/)."),
     resume: bool = typer.Option(False, "--resume", help="Skip images already in --out's results.csv."),
     image_resize: str = typer.Option("bilinear", "--image-resize", help="bilinear (default) | nearest (the IEM reference code)."),
@@ -69,9 +73,9 @@ def eval_(
     """Evaluate on a benchmark with the IEM protocol: strict and IEM IoU/DICE per method and noise level."""
     from .eval_cmd import run_eval_command
 
-    run_eval_command(dataset, data_root=data_root, k=k, method=method, refine=refine, rule=rule, methods=methods, compare=compare,
+    run_eval_command(datasets, data_root=data_root, k=k, method=method, refine=refine, rule=rule, methods=methods, compare=compare,
                      noise=noise, limit=limit, stride=stride, out=out, resume=resume, image_resize=image_resize, model=model,
-                     device=device, batch_size=batch_size, seed=seed, cache=cache)
+                     device=device, batch_size=batch_size, seed=seed, cache=cache, subset=subset)
 
 
 @app.command()

@@ -275,6 +275,11 @@ class FolderReader(DatasetReader):
     title = "image/mask folder"
     expected = ["images/", "masks/"]
 
+    def __init__(self, root) -> None:
+        # A folder set is named by its folder, so that the sets of a suite can be told apart.
+        self.name = Path(root).expanduser().absolute().name or "folder"
+        super().__init__(root)
+
     def _check_layout(self) -> None:
         missing = [entry for entry in self.expected if not (self.root / entry).is_dir()]
         if missing:

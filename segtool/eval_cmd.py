@@ -14,8 +14,8 @@ console = Console(stderr=True)
 IMAGE_RESIZE = ("bilinear", "nearest")
 
 
-def default_out_dir(dataset: str) -> Path:
-    safe = dataset.replace("folder:", "folder-").replace("/", "_").replace("\\", "_").strip("._") or "dataset"
+def default_out_dir(names: list[str]) -> Path:
+    safe = "+".join(names).replace("/", "_").replace("\\", "_").strip("._") or "dataset"
     stamp = time.strftime("%Y%m%d-%H%M%S")
     base = Path("segtool-out") / f"eval-{safe[:40]}-{stamp}"
     path, n = base, 2
@@ -40,32 +40,78 @@ def check_dataset_spec(dataset: str, data_root) -> None:
         raise UsageError(f"{spec.lower()}: pass --data-root DIR pointing at {DATA_ROOT_HINTS[spec.lower()]}")
 
 
-def print_summary(summary: dict) -> None:
-    from rich.table import Table
-
-    from .evaluate import format_percent
-
-    # Labels such as "scvae[k=3]" are escaped: rich would read the brackets as markup and drop them.
-    table = Table(title=f"{escape(summary['dataset'])}: IoU / DICE (%), strict = the mask as given, "
-                        f"IEM = better of mask and inverse; images {summary['protocol']['image_resize']}")
-    for col in ("method", "noise", "images", "IoU strict", "DICE strict", "IoU IEM", "DICE IEM", "fg choice ok",
-                "s/image"):
-        table.add_column(col, justify="left" if col == "method" else "right")
-    for r in summary["results"]:
-        table.add_row(escape(r["method"]), f"{r['noise']:g}", str(r["images"]), format_percent(r["iou"]),
-                      format_percent(r["dice"]), format_percent(r["iem_iou"]), format_percent(r["iem_dice"]),
-                      format_percent(r["foreground_choice_correct"]), f"{r['seconds_per_image']:.3f}")
+def _screen() -> Console:
     screen = Console()
     if not screen.is_terminal:
         # A pipe or log file has no width: rich would assume 80 columns and cut method names to
         # "grabc…". At its natural width the table keeps every label whole.
         screen = Console(width=1000)
-    screen.print(table)
+    return screen
 
 
-def run_eval_command(dataset: str, *, data_root=None, k=None, method=None, refine=None, rule=None, methods="scvae",
+def _score_table(title: str, results: list[dict], held_out: bool, first_col: str = "images"):
+    from rich.table import Table
+
+    from .evaluate import format_percent
+
+    # Labels such as "scvae[k=3]" are escaped: rich would read the brackets as markup and drop them.
+    table = Table(title=escape(title))
+    columns = ["method", "noise", first_col, "IoU strict", "DICE strict", "IoU IEM", "DICE IEM", "fg choice ok",
+               "s/image"]
+    if held_out:
+        columns[4:4] = ["IoU held-out"]
+    for col in columns:
+        table.add_column(col, justify="left" if col == "method" else "right")
+    for r in results:
+        cells = [escape(r["method"]), f"{r['noise']:g}", str(r.get("sets", r["images"])), format_percent(r["iou"]),
+                 format_percent(r["dice"]), format_percent(r["iem_iou"]), format_percent(r["iem_dice"]),
+                 format_percent(r["foreground_choice_correct"]), f"{r['seconds_per_image']:.3f}"]
+        if held_out:
+            cells[4:4] = [format_percent((r.get("held_out") or {}).get("iou"))]
+        table.add_row(*cells)
+    return table
+
+
+def _paired_table(summary: dict):
+    from rich.table import Table
+
+    table = Table(title=escape(f"paired per-image IoU difference against {summary['paired'][0]['against']} "
+                               "(points, mean +- standard error; within 2 SE is no measured difference)"))
+    held_out = any("held_out_iou" in p for p in summary["paired"])
+    for col in ("set", "method", "noise", "images", "difference", "better on") + (("held-out difference",) if held_out else ()):
+        table.add_column(col, justify="left" if col in ("set", "method") else "right")
+
+    def fmt(d):
+        return "-" if d["mean"] is None else f"{100 * d['mean']:+.2f} +- {100 * (d['se'] or 0):.2f}"
+
+    for p in summary["paired"]:
+        cells = [escape(p["dataset"]), escape(p["method"]), f"{p['noise']:g}", str(p["iou"]["images"]), fmt(p["iou"]),
+                 "-" if p["iou"]["better"] is None else f"{100 * p['iou']['better']:.0f}%"]
+        if held_out:
+            cells.append(fmt(p["held_out_iou"]))
+        table.add_row(*cells)
+    return table
+
+
+def print_summary(summary: dict) -> None:
+    """One table per dataset; for a suite, the mean over sets; then the paired differences."""
+    screen = _screen()
+    held_out = bool(summary.get("held_out"))
+    resize = summary["protocol"]["image_resize"]
+    for entry in summary["datasets"]:
+        rows = [r for r in summary["results"] if r["dataset"] == entry["name"]]
+        screen.print(_score_table(f"{entry['name']}: IoU / DICE (%), strict = the mask as given, IEM = better of mask "
+                                  f"and inverse; images {resize}", rows, held_out))
+    if len(summary["datasets"]) > 1:
+        screen.print(_score_table(f"mean over {len(summary['datasets'])} sets (each set counts once)",
+                                  summary["mean_over_sets"], held_out, first_col="sets"))
+    if summary.get("paired"):
+        screen.print(_paired_table(summary))
+
+
+def run_eval_command(datasets: str | list[str], *, data_root=None, k=None, method=None, refine=None, rule=None, methods="scvae",
                      compare=None, noise="0", limit=None, stride=1, out=None, resume=False, image_resize="bilinear",
-                     model=None, device="auto", batch_size=32, seed=0, cache=True) -> dict:
+                     model=None, device="auto", batch_size=32, seed=0, cache=True, subset="all") -> dict:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
     from .datasets import open_dataset
@@ -75,6 +121,12 @@ def run_eval_command(dataset: str, *, data_root=None, k=None, method=None, refin
     from .noise import parse_noise_levels
     from .segment_cmd import pipeline_options
 
+    from .evaluate import SUBSETS
+
+    if subset not in SUBSETS:
+        raise UsageError(f"--subset {subset!r}: choose {', '.join(SUBSETS)}")
+    if subset != "all" and stride != 1:
+        raise UsageError("--subset and --stride cannot be combined: the subsets are defined on the full split")
     if image_resize not in IMAGE_RESIZE:
         raise UsageError(f"--image-resize {image_resize!r}: choose bilinear or nearest")
     try:
@@ -88,9 +140,17 @@ def run_eval_command(dataset: str, *, data_root=None, k=None, method=None, refin
     labels = [s.label for s in specs]
     if len(set(labels)) != len(labels):
         raise UsageError(f"a method is listed twice: {', '.join(labels)}")
-    check_dataset_spec(dataset, data_root)
-    reader = open_dataset(dataset, data_root)
-    out_dir = Path(out) if out else default_out_dir(dataset)
+    datasets = [datasets] if isinstance(datasets, str) else list(datasets)
+    if not datasets:
+        raise UsageError("no dataset to evaluate: give one or more of flowers, cub, isic, folder:PATH")
+    for dataset in datasets:
+        check_dataset_spec(dataset, data_root)
+    readers = [open_dataset(dataset, data_root) for dataset in datasets]
+    names = [reader.name for reader in readers]
+    if len(set(names)) != len(names):
+        raise UsageError(f"two datasets share a name ({', '.join(names)}): each set is named by its folder in the "
+                         "results; give each a folder of its own name")
+    out_dir = Path(out) if out else default_out_dir(names)
     if (out_dir / "results.csv").is_file() and not resume:
         raise UsageError(f"--out {out_dir} already holds results.csv: add --resume to continue it, or choose another --out")
     if out_dir.is_symlink() and not out_dir.exists():
@@ -102,8 +162,8 @@ def run_eval_command(dataset: str, *, data_root=None, k=None, method=None, refin
         return load_extractor(model, device=device, batch_size=batch_size, cache=cache)
 
     segmenters = [(s.label, build_segmenter(s, extractor_factory=extractor, cli=options)) for s in specs]
-    plan = EvalPlan(reader, segmenters, levels, limit, stride=stride, image_resize=image_resize, seed=seed, batch_size=batch_size,
-                    out_dir=out_dir, resume=resume)
+    plan = EvalPlan(readers, segmenters, levels, limit, stride=stride, image_resize=image_resize, seed=seed, batch_size=batch_size,
+                    out_dir=out_dir, resume=resume, subset=subset)
     for label, segmenter in segmenters:
         # Every evaluated image is the size x size protocol crop, so one check covers the run; without
         # it a too-large k stops the run at the first image with a bare ValueError.
@@ -111,16 +171,18 @@ def run_eval_command(dataset: str, *, data_root=None, k=None, method=None, refin
         if problem:
             raise UsageError(f"method {label}: {problem} at the {plan.size}x{plan.size} evaluation crop; "
                              "choose a smaller --k")
-    available = len(reader.samples()[::stride])
-    count = available if limit is None else min(limit, available)
-    console.print(f"evaluating {escape(', '.join(labels))} on {reader.name} ({count} "
-                  f"images, noise {', '.join(f'{n:g}' for n in levels)}); images resized {image_resize}, masks nearest; "
+    from .evaluate import plan_samples
+
+    counts = ", ".join(f"{reader.name} {len(plan_samples(plan, reader))}" for reader in readers)
+    console.print(f"evaluating {escape(', '.join(labels))} on {escape(counts)} "
+                  f"images (noise {', '.join(f'{n:g}' for n in levels)}); images resized {image_resize}, masks nearest; "
                   f"writing {escape(str(out_dir))}", highlight=False, soft_wrap=True)
     with Progress(TextColumn("[bold]eval"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn(),
                   console=console, disable=not console.is_terminal) as bar:
         task = bar.add_task("eval", total=None)
         summary = run_eval(plan, progress=lambda done, total: bar.update(task, completed=done, total=total))
     print_summary(summary)
+    plots = "noise.png" if len(readers) == 1 else "noise-<set>.png"
     console.print(escape(f"per-image rows: {out_dir / 'results.csv'}; summary: {out_dir / 'summary.json'}"
-                         + (f"; plot: {out_dir / 'noise.png'}" if len(levels) > 1 else "")), highlight=False, soft_wrap=True)
+                         + (f"; plot: {out_dir / plots}" if len(levels) > 1 else "")), highlight=False, soft_wrap=True)
     return summary

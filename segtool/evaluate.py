@@ -1,4 +1,10 @@
-"""`segtool eval`: methods x noise levels over a dataset's test split, scored strict and IEM.
+"""`segtool eval`: methods x noise levels over one or more datasets' test splits, scored strict and IEM.
+
+Several datasets make a benchmark suite: every row of results.csv names its dataset, the summary
+has one block of results per set, the mean over sets, and the paired per-image difference of each
+method against the first (mean and standard error), per set and over the suite. Each result also
+carries its figure on the images outside the selection subset (index % 3 != 0 of a full run), the
+figure that settings and fitted scorers never saw. `FORMAT_VERSION` names this layout.
 
 Rows are appended to `results.csv` as images finish (flushed and fsynced per batch), so a
 killed run loses at most one batch; `resume=True` skips the (method, noise, image) rows
@@ -22,13 +28,16 @@ import numpy as np
 from .metrics import score_mask
 from .noise import add_gaussian_noise
 
+FORMAT_VERSION = 2
+SELECTION_STRIDE = 3      # settings are chosen and scorers fit on every third image (index % 3 == 0)
+SUBSETS = ("all", "selection", "held-out")
 RESULT_FIELDS = ["dataset", "method", "noise", "index", "id", "iou", "dice", "iem_iou", "iem_dice", "inverse_better",
                  "foreground_fraction", "seconds"]
 
 
 @dataclass
 class EvalPlan:
-    dataset: object                       # segtool.datasets.DatasetReader
+    datasets: list                        # segtool.datasets.DatasetReader, each with a distinct name
     methods: list[tuple[str, object]]     # (label, Segmenter)
     noise_levels: list[float] = field(default_factory=lambda: [0.0])
     limit: int | None = None
@@ -39,10 +48,25 @@ class EvalPlan:
     batch_size: int = 32
     out_dir: Path = Path("segtool-out/eval")
     resume: bool = False
+    subset: str = "all"                   # all | selection (index % 3 == 0) | held-out (the other images)
 
 
-def _row_key(row: dict) -> tuple[str, float, str]:
-    return row["method"], round(float(row["noise"]), 6), row["id"]
+    def __post_init__(self) -> None:
+        if not isinstance(self.datasets, (list, tuple)):
+            self.datasets = [self.datasets]
+        names = [reader.name for reader in self.datasets]
+        if not names:
+            raise ValueError("no dataset to evaluate")
+        if len(set(names)) != len(names):
+            raise ValueError(f"two datasets have the same name ({', '.join(names)}); rows could not be told apart")
+        if self.subset not in SUBSETS:
+            raise ValueError(f"subset {self.subset!r}: choose {', '.join(SUBSETS)}")
+        if self.subset != "all" and self.stride != 1:
+            raise ValueError("a subset (selection or held-out) is defined on the full split: use stride 1 with it")
+
+
+def _row_key(row: dict) -> tuple[str, str, float, str]:
+    return row["dataset"], row["method"], round(float(row["noise"]), 6), row["id"]
 
 
 def read_results(path: Path) -> list[dict]:
@@ -88,86 +112,170 @@ class ResultWriter:
         self.file.close()
 
 
-def summarise(rows: list[dict]) -> list[dict]:
-    """Per (method, noise): means of the scores, foreground-choice accuracy, seconds per image."""
-    groups: dict[tuple[str, float], list[dict]] = {}
-    order: list[tuple[str, float]] = []
-    for row in rows:
-        key = (row["method"], round(float(row["noise"]), 6))
-        if key not in groups:
-            groups[key] = []
-            order.append(key)
-        groups[key].append(row)
-    summary = []
-    for method, noise in order:
-        g = groups[(method, noise)]
+def _held_out(row: dict) -> bool:
+    return int(row["index"]) % SELECTION_STRIDE != 0
 
-        def mean(name: str) -> float:
-            return float(np.mean([float(r[name]) for r in g]))
+
+def _mean(values) -> float:
+    return float(np.mean(values)) if len(values) else float("nan")
+
+
+def _grouped(rows: list[dict], key) -> dict:
+    groups: dict = {}
+    for row in rows:
+        groups.setdefault(key(row), []).append(row)
+    return groups
+
+
+def summarise(rows: list[dict], held_out: bool = False) -> list[dict]:
+    """Per (dataset, method, noise): means of the scores, foreground-choice accuracy, seconds per image,
+    and (`held_out`, for runs over every image) the strict and IEM IoU outside the selection subset."""
+    summary = []
+    for (dataset, method, noise), g in _grouped(rows, lambda r: (r["dataset"], r["method"],
+                                                                 round(float(r["noise"]), 6))).items():
+        def mean(name: str, subset=g) -> float:
+            return _mean([float(r[name]) for r in subset])
 
         inverse = [str(r["inverse_better"]).lower() in ("true", "1") for r in g]
-        summary.append({
-            "method": method, "noise": noise, "images": len(g),
+        entry = {
+            "dataset": dataset, "method": method, "noise": noise, "images": len(g),
             "iou": mean("iou"), "dice": mean("dice"), "iem_iou": mean("iem_iou"), "iem_dice": mean("iem_dice"),
             "foreground_choice_correct": 1.0 - float(np.mean(inverse)),
             "seconds_per_image": mean("seconds"),
-        })
+        }
+        if held_out:
+            outside = [r for r in g if _held_out(r)]
+            entry["held_out"] = {"images": len(outside), "iou": mean("iou", outside),
+                                 "iem_iou": mean("iem_iou", outside)}
+        summary.append(entry)
     return summary
+
+
+def mean_over_sets(results: list[dict]) -> list[dict]:
+    """Per (method, noise): the unweighted mean of the per-set figures (each kind of image counts once)."""
+    out = []
+    for (method, noise), g in _grouped(results, lambda r: (r["method"], r["noise"])).items():
+        entry = {"method": method, "noise": noise, "sets": len(g), "images": sum(r["images"] for r in g)}
+        for key in ("iou", "dice", "iem_iou", "iem_dice", "foreground_choice_correct", "seconds_per_image"):
+            entry[key] = _mean([r[key] for r in g])
+        if all("held_out" in r for r in g):
+            entry["held_out"] = {"iou": _mean([r["held_out"]["iou"] for r in g]),
+                                 "iem_iou": _mean([r["held_out"]["iem_iou"] for r in g])}
+        out.append(entry)
+    return out
+
+
+def paired_difference(a: dict[str, float], b: dict[str, float]) -> dict:
+    """Mean and standard error of b - a over the keys both have (per-image scores)."""
+    common = sorted(a.keys() & b.keys())
+    diffs = np.array([b[key] - a[key] for key in common], dtype=np.float64)
+    n = len(diffs)
+    se = float(diffs.std(ddof=1) / np.sqrt(n)) if n > 1 else float("nan")
+    return {"images": n, "mean": float(diffs.mean()) if n else float("nan"), "se": se,
+            "better": float((diffs > 0).mean()) if n else float("nan")}
+
+
+def paired_against_first(rows: list[dict], methods: list[str], held_out: bool = False) -> list[dict]:
+    """Each method after the first against the first, per image: per set and over the whole suite.
+
+    A difference within about two standard errors is not a measured difference.
+    """
+    if len(methods) < 2:
+        return []
+    scores: dict = {}
+    for row in rows:
+        scores.setdefault((row["method"], round(float(row["noise"]), 6)), {})[(row["dataset"], row["id"])] = row
+    datasets = list(dict.fromkeys(r["dataset"] for r in rows))
+    noises = sorted({round(float(r["noise"]), 6) for r in rows})
+    out = []
+    for noise in noises:
+        first = scores.get((methods[0], noise), {})
+        for method in methods[1:]:
+            other = scores.get((method, noise), {})
+            for dataset in [*datasets, None] if len(datasets) > 1 else datasets:
+                def pick(table, keep=lambda r: True):
+                    return {k: float(r["iou"]) for k, r in table.items()
+                            if (dataset is None or k[0] == dataset) and keep(r)}
+
+                entry = {"dataset": dataset or "all sets", "method": method, "against": methods[0], "noise": noise,
+                         "iou": paired_difference(pick(first), pick(other))}
+                if held_out:
+                    entry["held_out_iou"] = paired_difference(pick(first, _held_out), pick(other, _held_out))
+                out.append(entry)
+    return out
 
 
 def run_eval(plan: EvalPlan, progress: Callable[[int, int], None] | None = None) -> dict:
     """Run the plan; returns the summary dict also written to summary.json."""
-    from .protocol import iem_crop
-
     out = Path(plan.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     results_path = out / "results.csv"
     done = {_row_key(r) for r in read_results(results_path)} if plan.resume else set()
-    samples = plan.dataset.samples()[:: max(1, plan.stride)]
-    if plan.limit is not None:
-        samples = samples[: plan.limit]
-    total = len(samples) * len(plan.noise_levels) * len(plan.methods)
-    finished = sum(1 for s in samples for n in plan.noise_levels for label, _ in plan.methods
-                   if (label, round(n, 6), s.id) in done)
+    work = [(reader, plan_samples(plan, reader)) for reader in plan.datasets]
+    total = sum(len(samples) for _, samples in work) * len(plan.noise_levels) * len(plan.methods)
+    finished = sum(1 for reader, samples in work for _, s in samples for n in plan.noise_levels
+                   for label, _ in plan.methods if (reader.name, label, round(n, 6), s.id) in done)
     if progress:
         progress(finished, total)
     writer = ResultWriter(results_path, plan.resume)
     try:
-        for start in range(0, len(samples), plan.batch_size):
-            batch = list(enumerate(samples[start:start + plan.batch_size], start=start))
-            todo = [(i, s) for i, s in batch
-                    if any((label, round(n, 6), s.id) not in done for n in plan.noise_levels for label, _ in plan.methods)]
-            if not todo:
-                continue
-            loaded = {}
-            for i, s in todo:
-                image, gt = plan.dataset.load(s)
-                loaded[i] = iem_crop(image, gt, plan.size, plan.image_resize)
-            for noise in plan.noise_levels:
-                noisy = {i: add_gaussian_noise(loaded[i][0], noise, plan.seed, i) for i, _ in todo}
-                for label, segmenter in plan.methods:
-                    pending = [(i, s) for i, s in todo if (label, round(noise, 6), s.id) not in done]
-                    if not pending:
-                        continue
-                    t0 = time.perf_counter()
-                    results = segmenter.segment_batch([noisy[i] for i, _ in pending])
-                    per_image = (time.perf_counter() - t0) / len(pending)
-                    rows = []
-                    for (i, s), result in zip(pending, results):
-                        scores = score_mask(result.mask, loaded[i][1])
-                        rows.append({"dataset": plan.dataset.name, "method": label, "noise": noise, "index": i,
-                                     "id": s.id, "iou": f"{scores.iou:.6f}", "dice": f"{scores.dice:.6f}",
-                                     "iem_iou": f"{scores.iem_iou:.6f}", "iem_dice": f"{scores.iem_dice:.6f}",
-                                     "inverse_better": scores.inverse_better,
-                                     "foreground_fraction": f"{result.foreground_fraction:.6f}",
-                                     "seconds": f"{per_image:.6f}"})
-                    writer.write(rows)
-                    finished += len(rows)
-                    if progress:
-                        progress(finished, total)
+        for reader, samples in work:
+            finished = _run_dataset(plan, reader, samples, done, writer, finished, total, progress)
     finally:
         writer.close()
     return write_summary(plan, out)
+
+
+def plan_samples(plan: EvalPlan, reader) -> list[tuple[int, object]]:
+    """(index, sample) pairs the plan evaluates; the index seeds the noise and marks the selection subset."""
+    indexed = list(enumerate(reader.samples()[:: max(1, plan.stride)]))
+    if plan.subset != "all":
+        keep_selection = plan.subset == "selection"
+        indexed = [(i, s) for i, s in indexed if (i % SELECTION_STRIDE == 0) == keep_selection]
+    return indexed if plan.limit is None else indexed[: plan.limit]
+
+
+def _run_dataset(plan: EvalPlan, reader, samples: list, done: set, writer: "ResultWriter", finished: int, total: int,
+                 progress) -> int:
+    """Evaluate one dataset of the plan in batches; returns the updated count of finished rows."""
+    from .protocol import iem_crop
+
+    def pending_key(label, noise, sample):
+        return (reader.name, label, round(noise, 6), sample.id)
+
+    for start in range(0, len(samples), plan.batch_size):
+        batch = samples[start:start + plan.batch_size]
+        todo = [(i, s) for i, s in batch
+                if any(pending_key(label, n, s) not in done for n in plan.noise_levels for label, _ in plan.methods)]
+        if not todo:
+            continue
+        loaded = {}
+        for i, s in todo:
+            image, gt = reader.load(s)
+            loaded[i] = iem_crop(image, gt, plan.size, plan.image_resize)
+        for noise in plan.noise_levels:
+            noisy = {i: add_gaussian_noise(loaded[i][0], noise, plan.seed, i) for i, _ in todo}
+            for label, segmenter in plan.methods:
+                pending = [(i, s) for i, s in todo if pending_key(label, noise, s) not in done]
+                if not pending:
+                    continue
+                t0 = time.perf_counter()
+                results = segmenter.segment_batch([noisy[i] for i, _ in pending])
+                per_image = (time.perf_counter() - t0) / len(pending)
+                rows = []
+                for (i, s), result in zip(pending, results):
+                    scores = score_mask(result.mask, loaded[i][1])
+                    rows.append({"dataset": reader.name, "method": label, "noise": noise, "index": i,
+                                 "id": s.id, "iou": f"{scores.iou:.6f}", "dice": f"{scores.dice:.6f}",
+                                 "iem_iou": f"{scores.iem_iou:.6f}", "iem_dice": f"{scores.iem_dice:.6f}",
+                                 "inverse_better": scores.inverse_better,
+                                 "foreground_fraction": f"{result.foreground_fraction:.6f}",
+                                 "seconds": f"{per_image:.6f}"})
+                writer.write(rows)
+                finished += len(rows)
+                if progress:
+                    progress(finished, total)
+    return finished
 
 
 def write_summary(plan: EvalPlan, out: Path) -> dict:
@@ -175,22 +283,47 @@ def write_summary(plan: EvalPlan, out: Path) -> dict:
 
     rows = read_results(out / "results.csv")
     wanted = {label for label, _ in plan.methods}
-    rows = [r for r in rows if r["method"] in wanted and round(float(r["noise"]), 6) in
+    names = {reader.name for reader in plan.datasets}
+    rows = [r for r in rows if r["method"] in wanted and r["dataset"] in names and round(float(r["noise"]), 6) in
             {round(n, 6) for n in plan.noise_levels}]
+    # The held-out figure needs the selection subset's own indexing: a full run in split order.
+    held_out = plan.stride == 1 and plan.limit is None and plan.subset != "selection"
+    results = summarise(rows, held_out=held_out)
     summary = {
-        "dataset": plan.dataset.name, "root": str(getattr(plan.dataset, "root", "")),
+        "format_version": FORMAT_VERSION,
+        "dataset": ", ".join(reader.name for reader in plan.datasets),
+        "datasets": [{"name": reader.name, "root": str(getattr(reader, "root", "")),
+                      "images": len(plan_samples(plan, reader))} for reader in plan.datasets],
         "protocol": {"size": plan.size, "image_resize": plan.image_resize, "mask_resize": "nearest",
                      "crop": "short side to size, centre crop", "noise": "gaussian on [0,1], clipped",
                      "seed": plan.seed},
         "limit": plan.limit,
         "stride": plan.stride,
+        "subset": plan.subset,
+        "held_out": (f"images with index % {SELECTION_STRIDE} != 0, never used to choose settings or fit scorers"
+                     if held_out else None),
         "methods": {label: {"class": type(seg).__name__, "settings": seg.settings()} for label, seg in plan.methods},
-        "results": summarise(rows),
+        "results": results,
+        "mean_over_sets": mean_over_sets(results),
+        "paired": paired_against_first(rows, [label for label, _ in plan.methods], held_out=held_out),
     }
-    atomic_write_text(out / "summary.json", json.dumps(summary, indent=2, default=_json_default) + "\n")
+    atomic_write_text(out / "summary.json", json.dumps(_finite_or_null(summary), indent=2, default=_json_default, allow_nan=False) + "\n")
     if len(plan.noise_levels) > 1:
-        plot_noise_sweep(summary["results"], out / "noise.png", plan.dataset.name)
+        for reader in plan.datasets:
+            name = "noise.png" if len(plan.datasets) == 1 else f"noise-{reader.name}.png"
+            plot_noise_sweep([r for r in results if r["dataset"] == reader.name], out / name, reader.name)
     return summary
+
+
+def _finite_or_null(value):
+    """NaN and infinities as null: summary.json must be valid JSON (a set with no held-out images has no mean)."""
+    if isinstance(value, dict):
+        return {k: _finite_or_null(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite_or_null(v) for v in value]
+    if isinstance(value, (float, np.floating)) and not math.isfinite(value):
+        return None
+    return value
 
 
 def _json_default(value):

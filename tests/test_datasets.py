@@ -236,7 +236,7 @@ def folder_root(tmp_path) -> Path:
 
 def test_folder_pairs_sorted_by_stem(folder_root):
     reader = open_dataset(f"folder:{folder_root}")
-    assert isinstance(reader, FolderReader) and reader.name == "folder"
+    assert isinstance(reader, FolderReader) and reader.name == folder_root.name  # named by its folder
     samples = reader.samples()
     assert [s.id for s in samples] == ["a", "b", "c"]
     image, mask = reader.load(samples[1])
@@ -276,7 +276,7 @@ def test_exif_orientation_is_applied(folder_root):
 def test_size_mismatch_names_the_sample(folder_root):
     _save(folder_root / "masks" / "c.png", np.zeros((H + 1, W), dtype=np.uint8))
     reader = open_dataset(f"folder:{folder_root}")
-    with pytest.raises(DatasetError, match="folder sample c: image is 40x30 but its mask is 40x31"):
+    with pytest.raises(DatasetError, match="mine sample c: image is 40x30 but its mask is 40x31"):
         reader.load(reader.samples()[2])
 
 

@@ -240,3 +240,99 @@ def test_summary_table_shows_method_labels_whole(dataset, tmp_path, capsys):
     assert any("ellipse[scale=0.5]" in line for line in rows), stdout
     assert any("grabcut " in line for line in rows), stdout
     assert "…" not in stdout
+
+
+# ----------------------------------------------------------------------------- several datasets: a suite
+
+@pytest.fixture(scope="module")
+def suite(dataset, tmp_path_factory) -> tuple[Path, Path, Path]:
+    """Two sets of different kinds (the discs, and the same images flipped with 5 removed) run as one suite."""
+    base = tmp_path_factory.mktemp("suite")
+    first, second = base / "discs", base / "flipped"
+    shutil.copytree(dataset, first)
+    shutil.copytree(dataset, second)
+    for folder in ("images", "masks"):
+        for path in sorted((second / folder).iterdir())[:5]:
+            path.unlink()
+        for path in (second / folder).iterdir():
+            with Image.open(path) as image:
+                image.transpose(Image.Transpose.FLIP_LEFT_RIGHT).save(path)
+    out = base / "run"
+    code, _, _ = run_cli("eval", f"folder:{first}", f"folder:{second}", "--methods", "colour",
+                         "--compare", "ellipse,grabcut", "--out", out)
+    assert code == 0
+    return first, second, out
+
+
+def test_a_suite_names_each_set_in_rows_and_summary(suite):
+    first, second, out = suite
+    rows = rows_of(out)
+    assert {(r["dataset"], r["method"]) for r in rows} == {
+        (name, m) for name in ("discs", "flipped") for m in ("colour", "ellipse", "grabcut")}
+    assert sum(r["dataset"] == "discs" for r in rows) == 3 * 12 and sum(r["dataset"] == "flipped" for r in rows) == 3 * 7
+    summary = summary_of(out)
+    assert summary["format_version"] == 2
+    assert [d["name"] for d in summary["datasets"]] == ["discs", "flipped"]
+    assert [d["images"] for d in summary["datasets"]] == [12, 7]
+    for r in summary["results"]:
+        mine = [float(row["iou"]) for row in rows if row["dataset"] == r["dataset"] and row["method"] == r["method"]]
+        assert r["iou"] == pytest.approx(np.mean(mine), abs=1e-6)
+        # Held out = outside the selection subset (index % 3 != 0 in split order).
+        outside = [float(row["iou"]) for row in rows if row["dataset"] == r["dataset"]
+                   and row["method"] == r["method"] and int(row["index"]) % 3]
+        assert r["held_out"]["images"] == len(outside) and r["held_out"]["iou"] == pytest.approx(np.mean(outside), abs=1e-6)
+
+
+def test_a_suite_reports_the_mean_over_sets_and_paired_differences(suite):
+    _, _, out = suite
+    summary = summary_of(out)
+    rows = rows_of(out)
+    per_set = {(r["dataset"], r["method"]): r["iou"] for r in summary["results"]}
+    for m in summary["mean_over_sets"]:
+        assert m["sets"] == 2
+        assert m["iou"] == pytest.approx((per_set[("discs", m["method"])] + per_set[("flipped", m["method"])]) / 2)
+    paired = {(p["dataset"], p["method"]): p for p in summary["paired"]}
+    assert set(paired) == {(s, m) for s in ("discs", "flipped", "all sets") for m in ("ellipse", "grabcut")}
+    assert all(p["against"] == "colour" for p in paired.values())
+    for dataset in ("flipped", "all sets"):
+        score = {(r["dataset"], r["id"], r["method"]): float(r["iou"]) for r in rows
+                 if dataset == "all sets" or r["dataset"] == dataset}
+        diffs = np.array([score[(d, i, "grabcut")] - score[(d, i, "colour")] for d, i, m in score if m == "colour"])
+        got = paired[(dataset, "grabcut")]["iou"]
+        assert got["images"] == len(diffs)
+        assert got["mean"] == pytest.approx(diffs.mean(), abs=1e-9)
+        assert got["se"] == pytest.approx(diffs.std(ddof=1) / np.sqrt(len(diffs)), abs=1e-9)
+
+
+def test_a_suite_prints_a_table_per_set_the_mean_and_the_differences(suite, capsys):
+    first, second, out = suite
+    code, stdout, _ = run_cli("eval", f"folder:{first}", f"folder:{second}", "--methods", "colour",
+                              "--compare", "ellipse,grabcut", "--out", out, "--resume", capsys=capsys)
+    assert code == 0
+    assert "discs: IoU" in stdout and "flipped: IoU" in stdout and "mean over 2 sets" in stdout
+    assert "paired per-image IoU difference against colour" in stdout and "all sets" in stdout
+
+
+def test_two_sets_with_the_same_name_are_refused(dataset, tmp_path, capsys):
+    other = tmp_path / dataset.name
+    shutil.copytree(dataset, other)
+    code, _, err = run_cli("eval", f"folder:{dataset}", f"folder:{other}", "--methods", "ellipse",
+                           "--out", tmp_path / "run", capsys=capsys)
+    assert code == 2 and "two datasets share a name" in err
+    assert not (tmp_path / "run").exists()
+
+
+def test_subsets_split_the_images_into_selection_and_held_out(dataset, tmp_path, capsys):
+    ids = {}
+    for subset in ("selection", "held-out"):
+        out = tmp_path / subset
+        code, _, _ = run_cli("eval", f"folder:{dataset}", "--methods", "ellipse", "--subset", subset, "--out", out)
+        assert code == 0
+        rows = rows_of(out)
+        ids[subset] = {r["id"] for r in rows}
+        assert all((int(r["index"]) % 3 == 0) == (subset == "selection") for r in rows)
+    assert ids["selection"] == {f"disc{i:02d}" for i in range(0, 12, 3)}
+    assert ids["selection"] | ids["held-out"] == {f"disc{i:02d}" for i in range(12)}
+    code, _, err = run_cli("eval", f"folder:{dataset}", "--methods", "ellipse", "--subset", "held-out", "--stride", "2",
+                           "--out", tmp_path / "bad", capsys=capsys)
+    assert code == 2 and "--subset and --stride" in err and not (tmp_path / "bad").exists()
