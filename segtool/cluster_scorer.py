@@ -24,6 +24,10 @@ from .errors import SegtoolError
 SHIPPED_DIR = "scorers"
 
 
+def _is_finite_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and bool(np.isfinite(value))
+
+
 @dataclass
 class ClusterScorer:
     cues: list[str]
@@ -39,8 +43,13 @@ class ClusterScorer:
         n = len(CUE_NAMES)
         for name in ("mean", "scale", "coef"):
             values = getattr(self, name)
-            if len(values) != n or not np.all(np.isfinite(values)):
-                raise ValueError(f"'{name}' must be {n} finite numbers")
+            if (not isinstance(values, (list, tuple)) or len(values) != n
+                    or not all(_is_finite_number(v) for v in values)):
+                raise ValueError(f"'{name}' must be a list of {n} finite numbers")
+        if not _is_finite_number(self.intercept):
+            raise ValueError(f"'intercept' must be a finite number, got {self.intercept!r}")
+        if not isinstance(self.provenance, dict):
+            raise ValueError("'provenance' must be a mapping")
         if min(self.scale) <= 0:
             raise ValueError("'scale' must be positive")
 
@@ -88,9 +97,15 @@ def load_scorer(name_or_path: str) -> ClusterScorer:
         if not path.is_file():
             raise SegtoolError(f"cluster scorer {name_or_path!r}: not a file, and not a shipped scorer "
                                f"(shipped: {', '.join(shipped_scorers())})")
-        text = path.read_text()
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (UnicodeDecodeError, OSError) as exc:
+            raise SegtoolError(f"cluster scorer {name_or_path!r} cannot be read as text ({exc})") from None
     try:
-        return ClusterScorer(**json.loads(text))
+        data = json.loads(text)
+        if not isinstance(data, dict):
+            raise ValueError("expected a JSON object with cues, mean, scale, coef and intercept")
+        return ClusterScorer(**data)
     except (json.JSONDecodeError, TypeError, ValueError) as exc:
         raise SegtoolError(f"cluster scorer {name_or_path!r} is not a valid scorer file: {exc}") from None
 

@@ -101,6 +101,15 @@ def test_scored_rule_needs_features_and_never_gives_an_empty_or_full_mask():
     (json.dumps({"cues": ["x"], "mean": [0], "scale": [1], "coef": [1], "intercept": 0}), "this version computes"),
     (json.dumps({"cues": list(CUE_NAMES), "mean": [0] * 9, "scale": [0] * 9, "coef": [1] * 9, "intercept": 0}),
      "positive"),
+    ('{"cues": %s, "mean": %s, "scale": %s, "coef": %s, "intercept": NaN}'
+     % (json.dumps(list(CUE_NAMES)), [0] * 9, [1] * 9, [1] * 9), "'intercept' must be a finite number"),
+    ('{"cues": %s, "mean": %s, "scale": %s, "coef": %s, "intercept": Infinity}'
+     % (json.dumps(list(CUE_NAMES)), [0] * 9, [1] * 9, [1] * 9), "'intercept' must be a finite number"),
+    (json.dumps({"cues": list(CUE_NAMES), "mean": [0] * 9, "scale": [1] * 9, "coef": [1] * 9, "intercept": "abc"}),
+     "'intercept' must be a finite number"),
+    (json.dumps({"cues": list(CUE_NAMES), "mean": [0] * 9, "scale": [1] * 9, "coef": ["a"] * 9, "intercept": 0}),
+     "'coef' must be a list of 9 finite numbers"),
+    (json.dumps([1, 2]), "expected a JSON object"),
 ])
 def test_bad_scorer_files_give_one_line_errors(content, expected, tmp_path):
     path = tmp_path / "scorer.json"
@@ -145,10 +154,31 @@ def test_fit_script_writes_a_loadable_scorer_and_keeps_an_existing_file(tmp_path
     done = subprocess.run(argv, capture_output=True, text=True, env=subprocess_env(), timeout=300)
     assert done.returncode == 0, done.stderr
     scorer = load_scorer(str(out))
-    assert scorer.provenance["images"] == 6 and scorer.provenance["ks"] == [2, 3]
+    assert scorer.provenance["images"] == {"set": 6} and scorer.provenance["ks"] == [2, 3]
     before = out.read_text()
     again = subprocess.run(argv, capture_output=True, text=True, env=subprocess_env(), timeout=300)
     assert again.returncode != 0 and "--force" in again.stderr and out.read_text() == before
+
+
+def test_a_fit_over_several_sets_weighs_each_set_the_same():
+    """A set of 3 images must count as much as a set of 300: no one kind of image decides the scorer."""
+    sys.path.insert(0, str(REPO / "bench"))
+    from fit_cluster_scorer import balanced_fit
+
+    rng = np.random.default_rng(0)
+
+    def rows(n, sign):
+        # Cue 0 separates object from background, in opposite directions in the two sets.
+        fractions = rng.random(n) > 0.5
+        cues = rng.normal(0, 0.1, (n, len(CUE_NAMES)))
+        cues[:, 0] += sign * np.where(fractions, 1.0, -1.0)
+        return {"cues": cues, "fractions": fractions.astype(float), "cells": np.full(n, 10), "image": np.arange(n)}
+
+    big, small = rows(3000, +1), rows(30, -1)
+    balanced = balanced_fit({"big": big, "small": small}, {})
+    plain = balanced_fit({"all": {k: np.concatenate([big[k], small[k]]) for k in big}}, {})
+    # Equal weights: the two directions cancel; pooled rows: the big set's direction wins.
+    assert abs(balanced.coef[0]) < 0.25 * abs(plain.coef[0]) and plain.coef[0] > 0
 
 
 @pytest.mark.parametrize("method, consensus, k, refine, rule", [

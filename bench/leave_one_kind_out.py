@@ -1,0 +1,97 @@
+"""Leave one kind out: how the default does on a kind of image its scorer never saw.
+
+For each set given, the cluster scorer is fit on the selection subsets of the *other* sets
+(bench/fit_cluster_scorer.py, each set weighing the same) and the pipeline is scored on the
+held-out images (index % 3 != 0) of the set left out. Beside it: the same pipeline with the
+scorer fit on all the sets (the shipped way), on the same images. The leave-one-kind-out figure
+forecasts what a user's unseen kind of image gets; the gap between the two is how much of the
+in-suite figure comes from having seen the kind.
+
+    .venv/bin/python bench/leave_one_kind_out.py folder:../shared/data/oxford17-flowers-seg \\
+        folder:../shared/data/ecssd-dev folder:../shared/data/isic-lesions-128 \\
+        --method scvae --rows-cache segtool-out/scorer-rows --out segtool-out/loko-scvae
+
+Writes OUT/scorer-all.json, OUT/scorer-without-SET.json, OUT/SET/results.csv and OUT/loko.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from fit_cluster_scorer import balanced_fit, training_rows  # noqa: E402
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("datasets", nargs="+")
+    parser.add_argument("--data-root", default=None)
+    parser.add_argument("--method", default="scvae", help="scvae or colour-pipeline, with [overrides]")
+    parser.add_argument("--model", default=None)
+    parser.add_argument("--ks", default="2,3,4,5,6,8")
+    parser.add_argument("--rows-cache", default=None)
+    parser.add_argument("--limit", type=int, default=None, help="held-out images per set (for a quick look)")
+    parser.add_argument("--out", required=True)
+    args = parser.parse_args(argv)
+    if len(args.datasets) < 2:
+        sys.exit("leave_one_kind_out: give at least two datasets")
+
+    from segtool.datasets import open_dataset
+    from segtool.evaluate import EvalPlan, run_eval
+    from segtool.methods import build_segmenter, parse_method
+    from segtool.models import load_extractor
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    ks = tuple(int(k) for k in args.ks.split(","))
+    cache = Path(args.rows_cache) if args.rows_cache else None
+    sets, specs = {}, {}
+    for spec in args.datasets:
+        rows, name = training_rows(spec, args.data_root, args.method, args.model, ks, 3, None, cache)
+        sets[name], specs[name] = rows, spec
+    command = "python bench/leave_one_kind_out.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+
+    def fit(names: list[str], path: Path) -> Path:
+        provenance = {"command": command, "datasets": names, "method": args.method, "model": args.model or "default",
+                      "stride": 3, "ks": list(ks), "weighting": "each set weighs the same"}
+        balanced_fit({n: sets[n] for n in names}, provenance).save(path)
+        return path
+
+    all_scorer = fit(list(sets), out / "scorer-all.json")
+    report = []
+    for name, spec in specs.items():
+        without = fit([n for n in sets if n != name], out / f"scorer-without-{name}.json")
+        methods = []
+        for label, scorer in (("in-suite", all_scorer), ("leave-one-kind-out", without)):
+            method = parse_method(args.method)
+            method.overrides["scorer"] = str(scorer)
+            methods.append((label, build_segmenter(method, extractor_factory=lambda: load_extractor(args.model))))
+        plan = EvalPlan([open_dataset(spec, args.data_root)], methods, limit=args.limit, subset="held-out",
+                        out_dir=out / name, resume=(out / name / "results.csv").is_file())
+        summary = run_eval(plan)
+        by = {r["method"]: r for r in summary["results"]}
+        (paired,) = [p for p in summary["paired"] if p["dataset"] == name]
+        report.append({"set": name, "images": by["in-suite"]["images"], "in_suite": by["in-suite"]["iou"],
+                       "leave_one_kind_out": by["leave-one-kind-out"]["iou"],
+                       "difference": paired["iou"]["mean"], "se": paired["iou"]["se"],
+                       "fg_choice_ok_loko": by["leave-one-kind-out"]["foreground_choice_correct"]})
+        print(f"{name}: in-suite {100 * report[-1]['in_suite']:.1f}, left out {100 * report[-1]['leave_one_kind_out']:.1f}",
+              file=sys.stderr, flush=True)
+    mean = {key: sum(r[key] for r in report) / len(report) for key in ("in_suite", "leave_one_kind_out")}
+    (out / "loko.json").write_text(json.dumps({"command": command, "method": args.method, "sets": report,
+                                               "mean": mean}, indent=2) + "\n")
+    print(f"method {args.method}; strict IoU (%) on each set's held-out images (index % 3 != 0)")
+    print(f"{'set':<24} {'images':>6} {'in-suite':>9} {'left out':>9} {'difference':>16} {'fg ok':>6}")
+    for r in report:
+        print(f"{r['set']:<24} {r['images']:>6} {100 * r['in_suite']:>9.1f} {100 * r['leave_one_kind_out']:>9.1f} "
+              f"{100 * r['difference']:>+9.2f} +- {100 * r['se']:.2f} {100 * r['fg_choice_ok_loko']:>5.0f}%")
+    print(f"{'mean over sets':<24} {'':>6} {100 * mean['in_suite']:>9.1f} {100 * mean['leave_one_kind_out']:>9.1f}")
+
+
+if __name__ == "__main__":
+    main()
