@@ -165,6 +165,11 @@ def _report(exc: Exception, debug: bool) -> None:
         if os.environ.get("RANK", "0") == "0":
             typer.echo(f"segtool: interrupted at step {exc.step}; {where}rerun with --resume to continue", err=True)
         sys.exit(130)
+    from .errors import Interrupted
+
+    if isinstance(exc, Interrupted):
+        typer.echo(f"segtool: {exc}", err=True)
+        sys.exit(exc.exit_code)
     for kind, code in _error_types():
         if isinstance(exc, kind):
             if debug:

@@ -76,8 +76,13 @@ def read_rgb(path: Path) -> np.ndarray:
 
 
 def read_grey_mask(path: Path) -> np.ndarray:
-    """Foreground = brighter than half the range: 0/255 masks and soft (CUB) masks alike."""
+    """Foreground = brighter than half the range: 0/255 masks and soft (CUB) masks alike; a mask
+    whose values are only 0 and 1 (a label map saved as is) is foreground where 1."""
     image = _open_image(path)
+    if image.mode in ("L", "P") or image.mode.startswith("I"):
+        raw = np.asarray(image)
+        if raw.size and raw.max() == 1:  # values 0 and 1 only: a label map, not a grey level
+            return raw == 1
     if image.mode.startswith("I"):
         # 16-bit PNGs: converting to L would clip, so threshold at half the 16-bit range.
         return np.asarray(image) > 32767

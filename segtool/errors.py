@@ -19,3 +19,9 @@ class InputError(SegtoolError):
     """An input file or dataset that cannot be used."""
 
     exit_code = 1
+
+
+class Interrupted(SegtoolError):
+    """Ctrl-C or SIGTERM: the work done so far is kept; the message says how to continue."""
+
+    exit_code = 130

@@ -8,7 +8,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.markup import escape
 
-from .errors import UsageError
+from .errors import Interrupted, UsageError
 
 console = Console(stderr=True)
 IMAGE_RESIZE = ("bilinear", "nearest")
@@ -115,6 +115,7 @@ def run_eval_command(datasets: str | list[str], *, data_root=None, k=None, metho
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
     from .datasets import open_dataset
+    from .eval_results import check_out_dir
     from .evaluate import EvalPlan, run_eval
     from .methods import build_segmenter, k_beyond_grid, parse_method_list
     from .models import load_extractor
@@ -151,12 +152,11 @@ def run_eval_command(datasets: str | list[str], *, data_root=None, k=None, metho
         raise UsageError(f"two datasets share a name ({', '.join(names)}): each set is named by its folder in the "
                          "results; give each a folder of its own name")
     out_dir = Path(out) if out else default_out_dir(names)
-    if (out_dir / "results.csv").is_file() and not resume:
-        raise UsageError(f"--out {out_dir} already holds results.csv: add --resume to continue it, or choose another --out")
     if out_dir.is_symlink() and not out_dir.exists():
         raise UsageError(f"--out {out_dir}: is a broken symbolic link or a link loop; choose another folder")
     if out_dir.exists() and not out_dir.is_dir():
         raise UsageError(f"--out {out_dir}: is a file; --out must be a folder")
+    check_out_dir(out_dir, resume)
 
     def extractor():
         return load_extractor(model, device=device, batch_size=batch_size, cache=cache)
@@ -171,7 +171,10 @@ def run_eval_command(datasets: str | list[str], *, data_root=None, k=None, metho
         if problem:
             raise UsageError(f"method {label}: {problem} at the {plan.size}x{plan.size} evaluation crop; "
                              "choose a smaller --k")
-    from .evaluate import plan_samples
+    from .evaluate import check_resume, plan_samples
+
+    if resume:
+        check_resume(plan)
 
     counts = ", ".join(f"{reader.name} {len(plan_samples(plan, reader))}" for reader in readers)
     console.print(f"evaluating {escape(', '.join(labels))} on {escape(counts)} "
@@ -180,8 +183,19 @@ def run_eval_command(datasets: str | list[str], *, data_root=None, k=None, metho
     with Progress(TextColumn("[bold]eval"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn(),
                   console=console, disable=not console.is_terminal) as bar:
         task = bar.add_task("eval", total=None)
-        summary = run_eval(plan, progress=lambda done, total: bar.update(task, completed=done, total=total))
+        try:
+            summary = run_eval(plan, progress=lambda done, total: bar.update(task, completed=done, total=total))
+        except KeyboardInterrupt:
+            raise Interrupted(f"interrupted; the rows finished so far are kept in {out_dir / 'results.csv'}; "
+                              "rerun the same command with --resume to continue") from None
     print_summary(summary)
+    for entry in summary["datasets"]:
+        if entry["empty_masks"]:
+            shown = ", ".join(entry["empty_masks"][:3]) + (" ..." if len(entry["empty_masks"]) > 3 else "")
+            console.print(escape(f"warning: {entry['name']}: {len(entry['empty_masks'])} ground-truth mask(s) are empty "
+                                 f"({shown}); every prediction scores 0 on them. Masks are read as foreground where "
+                                 "brighter than half their range, or where 1 in a 0/1 mask"), highlight=False,
+                          soft_wrap=True)
     plots = "noise.png" if len(readers) == 1 else "noise-<set>.png"
     console.print(escape(f"per-image rows: {out_dir / 'results.csv'}; summary: {out_dir / 'summary.json'}"
                          + (f"; plot: {out_dir / plots}" if len(levels) > 1 else "")), highlight=False, soft_wrap=True)

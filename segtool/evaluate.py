@@ -14,25 +14,22 @@ ends with the same summary as an uninterrupted one.
 
 from __future__ import annotations
 
-import csv
 import json
 import math
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Callable
 
 import numpy as np
 
+from .eval_results import ResultWriter, merge_run_record, read_results, write_run_record
 from .metrics import score_mask
 from .noise import add_gaussian_noise
 
 FORMAT_VERSION = 2
 SELECTION_STRIDE = 3      # settings are chosen and scorers fit on every third image (index % 3 == 0)
 SUBSETS = ("all", "selection", "held-out")
-RESULT_FIELDS = ["dataset", "method", "noise", "index", "id", "iou", "dice", "iem_iou", "iem_dice", "inverse_better",
-                 "foreground_fraction", "seconds"]
 
 
 @dataclass
@@ -67,49 +64,6 @@ class EvalPlan:
 
 def _row_key(row: dict) -> tuple[str, str, float, str]:
     return row["dataset"], row["method"], round(float(row["noise"]), 6), row["id"]
-
-
-def read_results(path: Path) -> list[dict]:
-    """Rows of a results.csv; a last row torn by a kill is dropped."""
-    if not path.is_file():
-        return []
-    rows = []
-    with path.open(newline="", encoding="utf-8") as f:
-        for row in csv.DictReader(f):
-            if None in row.values() or any(row.get(k) in (None, "") for k in ("iou", "seconds")):
-                continue
-            rows.append(row)
-    return rows
-
-
-class ResultWriter:
-    def __init__(self, path: Path, resume: bool):
-        self.path = path
-        exists = path.is_file() and path.stat().st_size > 0
-        if exists and resume:
-            self._truncate_torn_tail()
-        self.file = path.open("a" if (exists and resume) else "w", newline="", encoding="utf-8")
-        self.writer = csv.DictWriter(self.file, fieldnames=RESULT_FIELDS)
-        if not (exists and resume):
-            self.writer.writeheader()
-            self.flush()
-
-    def _truncate_torn_tail(self) -> None:
-        data = self.path.read_bytes()
-        if data and not data.endswith(b"\n"):
-            self.path.write_bytes(data[: data.rfind(b"\n") + 1])
-
-    def write(self, rows: Iterable[dict]) -> None:
-        for row in rows:
-            self.writer.writerow(row)
-        self.flush()
-
-    def flush(self) -> None:
-        self.file.flush()
-        os.fsync(self.file.fileno())
-
-    def close(self) -> None:
-        self.file.close()
 
 
 def _held_out(row: dict) -> bool:
@@ -208,9 +162,12 @@ def paired_against_first(rows: list[dict], methods: list[str], held_out: bool = 
 def run_eval(plan: EvalPlan, progress: Callable[[int, int], None] | None = None) -> dict:
     """Run the plan; returns the summary dict also written to summary.json."""
     out = Path(plan.out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     results_path = out / "results.csv"
+    # Read and check everything there before writing anything: a file that is not ours is refused.
     done = {_row_key(r) for r in read_results(results_path)} if plan.resume else set()
+    record = merge_run_record(out, run_record(plan)) if plan.resume else run_record(plan)
+    out.mkdir(parents=True, exist_ok=True)
+    write_run_record(out, record)
     work = [(reader, plan_samples(plan, reader)) for reader in plan.datasets]
     total = sum(len(samples) for _, samples in work) * len(plan.noise_levels) * len(plan.methods)
     finished = sum(1 for reader, samples in work for _, s in samples for n in plan.noise_levels
@@ -224,6 +181,23 @@ def run_eval(plan: EvalPlan, progress: Callable[[int, int], None] | None = None)
     finally:
         writer.close()
     return write_summary(plan, out)
+
+
+def check_resume(plan: EvalPlan) -> None:
+    """Read and check what a resumed run would continue, writing nothing: a results.csv or run.json
+    that is not ours, or other settings, are refused before any work starts."""
+    out = Path(plan.out_dir)
+    read_results(out / "results.csv")
+    merge_run_record(out, run_record(plan))
+
+
+def run_record(plan: EvalPlan) -> dict:
+    """What the rows of this run depend on, written as run.json beside results.csv."""
+    return {"format_version": FORMAT_VERSION, "seed": plan.seed, "size": plan.size, "image_resize": plan.image_resize,
+            "stride": plan.stride,
+            "methods": {label: json.loads(json.dumps({"class": type(seg).__name__, "settings": seg.settings()},
+                                                     default=_json_default)) for label, seg in plan.methods},
+            "datasets": {reader.name: str(Path(getattr(reader, "root", "")).absolute()) for reader in plan.datasets}}
 
 
 def plan_samples(plan: EvalPlan, reader) -> list[tuple[int, object]]:
@@ -270,6 +244,7 @@ def _run_dataset(plan: EvalPlan, reader, samples: list, done: set, writer: "Resu
                                  "iem_iou": f"{scores.iem_iou:.6f}", "iem_dice": f"{scores.iem_dice:.6f}",
                                  "inverse_better": scores.inverse_better,
                                  "foreground_fraction": f"{result.foreground_fraction:.6f}",
+                                 "truth_fraction": f"{float(loaded[i][1].mean()):.6f}",
                                  "seconds": f"{per_image:.6f}"})
                 writer.write(rows)
                 finished += len(rows)
@@ -282,18 +257,22 @@ def write_summary(plan: EvalPlan, out: Path) -> dict:
     from scvae.fileio import atomic_write_text
 
     rows = read_results(out / "results.csv")
-    wanted = {label for label, _ in plan.methods}
-    names = {reader.name for reader in plan.datasets}
-    rows = [r for r in rows if r["method"] in wanted and r["dataset"] in names and round(float(r["noise"]), 6) in
-            {round(n, 6) for n in plan.noise_levels}]
+    # Only the rows this plan asks for: a resumed run with a smaller --limit, fewer methods or other
+    # noise levels reports what it says it reports.
+    wanted = {(reader.name, label, round(n, 6), s.id) for reader in plan.datasets for _, s in plan_samples(plan, reader)
+              for label, _ in plan.methods for n in plan.noise_levels}
+    rows = [r for r in rows if _row_key(r) in wanted]
     # The held-out figure needs the selection subset's own indexing: a full run in split order.
     held_out = plan.stride == 1 and plan.limit is None and plan.subset != "selection"
     results = summarise(rows, held_out=held_out)
+    empty = {reader.name: sorted({r["id"] for r in rows if r["dataset"] == reader.name and float(r["truth_fraction"]) == 0})
+             for reader in plan.datasets}
     summary = {
         "format_version": FORMAT_VERSION,
         "dataset": ", ".join(reader.name for reader in plan.datasets),
         "datasets": [{"name": reader.name, "root": str(getattr(reader, "root", "")),
-                      "images": len(plan_samples(plan, reader))} for reader in plan.datasets],
+                      "images": len(plan_samples(plan, reader)), "empty_masks": empty[reader.name]}
+                     for reader in plan.datasets],
         "protocol": {"size": plan.size, "image_resize": plan.image_resize, "mask_resize": "nearest",
                      "crop": "short side to size, centre crop", "noise": "gaussian on [0,1], clipped",
                      "seed": plan.seed},

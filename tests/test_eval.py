@@ -336,3 +336,98 @@ def test_subsets_split_the_images_into_selection_and_held_out(dataset, tmp_path,
     code, _, err = run_cli("eval", f"folder:{dataset}", "--methods", "ellipse", "--subset", "held-out", "--stride", "2",
                            "--out", tmp_path / "bad", capsys=capsys)
     assert code == 2 and "--subset and --stride" in err and not (tmp_path / "bad").exists()
+
+
+# ----------------------------------------------------------------------------- --resume trusts nothing it did not write
+
+@pytest.fixture
+def small_run(dataset, tmp_path) -> tuple[Path, list[str]]:
+    out = tmp_path / "run"
+    argv = ["eval", f"folder:{dataset}", "--methods", "ellipse", "--limit", "4", "--out", str(out)]
+    code, _, _ = run_cli(*argv)
+    assert code == 0
+    return out, argv
+
+
+def _set_field(text: str, line: int, field: int, value: str) -> str:
+    lines = text.splitlines(keepends=True)
+    cells = lines[line].rstrip("\n").split(",")
+    cells[field] = value
+    lines[line] = ",".join(cells) + "\n"
+    return "".join(lines)
+
+
+@pytest.mark.parametrize("damage, expected", [
+    (lambda text: _set_field(text, 2, 5, "abc"), "line 3: iou 'abc' is not a number"),
+    (lambda text: b"\xff\xfe\x00garbage" * 20, "not UTF-8 text"),
+    (lambda text: "foo,bar\n1,2\n", "header 'foo,bar' is not this version's"),
+    (lambda text: _set_field(text, 2, 5, "nan"), "is not a fraction in [0, 1]"),
+    (lambda text: _set_field(text, 1, 6, "inf"), "is not a fraction in [0, 1]"),
+    (lambda text: _set_field(text, 2, 4, "disc\x0001"), "a NUL character"),
+])
+def test_resume_refuses_a_results_file_it_did_not_write(small_run, capsys, damage, expected):
+    out, argv = small_run
+    path = out / "results.csv"
+    damaged = damage(path.read_text())
+    path.write_bytes(damaged if isinstance(damaged, bytes) else damaged.encode())
+    before = path.read_bytes()
+    code, _, err = run_cli(*argv, "--resume", capsys=capsys)
+    assert code == 1 and len(err.strip().splitlines()) == 1 and expected in err and "Traceback" not in err
+    assert path.read_bytes() == before
+
+
+@pytest.mark.parametrize("changed", [["--seed", "1"], ["--image-resize", "nearest"]])
+def test_resume_refuses_other_settings(small_run, capsys, changed):
+    out, argv = small_run
+    code, _, err = run_cli(*argv, "--resume", *changed, capsys=capsys)
+    assert code == 2 and "was run with other settings" in err
+
+
+def test_resume_reports_what_the_command_asks_for(small_run):
+    out, argv = small_run
+    code, _, _ = run_cli(*[a if a != "4" else "2" for a in argv], "--resume")
+    assert code == 0
+    (result,) = summary_of(out)["results"]
+    assert result["images"] == 2 and len(rows_of(out)) == 4   # rows kept, summary of the 2 asked for
+
+
+def test_eval_never_overwrites_a_users_files_in_out(dataset, tmp_path, capsys):
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "summary.json").write_text("my own notes")
+    (out / "noise.png").write_bytes(b"my plot")
+    code, _, err = run_cli("eval", f"folder:{dataset}", "--methods", "ellipse", "--limit", "2", "--out", out,
+                           capsys=capsys)
+    assert code == 2 and "did not write" in err
+    assert (out / "summary.json").read_text() == "my own notes" and (out / "noise.png").read_bytes() == b"my plot"
+    assert sorted(p.name for p in out.iterdir()) == ["noise.png", "summary.json"]
+
+
+def test_ctrl_c_keeps_the_rows_and_says_how_to_resume(dataset, tmp_path, capsys, monkeypatch):
+    import segtool.evaluate
+
+    def interrupted(plan, progress=None):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(segtool.evaluate, "run_eval", interrupted)
+    code, _, err = run_cli("eval", f"folder:{dataset}", "--methods", "ellipse", "--out", tmp_path / "run", capsys=capsys)
+    last = err.strip().splitlines()[-1]
+    assert code == 130 and last.startswith("segtool: interrupted") and "--resume" in last
+
+
+def test_masks_of_zeros_and_ones_are_binary_and_empty_masks_are_named(tmp_path, capsys):
+    root = tmp_path / "labels01"
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    yy, xx = np.mgrid[:48, :64]
+    for i in range(3):
+        image = np.full((48, 64, 3), 30, np.uint8)
+        disc = (yy - 24) ** 2 + (xx - 32) ** 2 < 150
+        image[disc] = (230, 200, 60)
+        Image.fromarray(image).save(root / "images" / f"im{i}.png")
+        Image.fromarray((disc if i < 2 else np.zeros_like(disc)).astype(np.uint8)).save(root / "masks" / f"im{i}.png")
+    code, _, err = run_cli("eval", f"folder:{root}", "--methods", "ellipse", "--out", tmp_path / "run", capsys=capsys)
+    assert code == 0
+    rows = {r["id"]: r for r in rows_of(tmp_path / "run")}
+    assert float(rows["im0"]["truth_fraction"]) > 0.05 and float(rows["im0"]["iou"]) > 0.2
+    assert "1 ground-truth mask(s) are empty (im2)" in err
