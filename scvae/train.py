@@ -207,6 +207,18 @@ def evaluate_reconstruction(model: SCVAE, images: torch.Tensor, batch_size: int 
     }
 
 
+def _worker_ignores_stop_signals(worker_id: int) -> None:
+    """DataLoader workers leave SIGINT/SIGTERM to the main process.
+
+    `timeout`, Slurm and Kubernetes signal the whole process group. A worker that dies of the
+    signal makes the loader raise in the main process before its own handler can save a
+    checkpoint; ignoring it here lets the main process stop at the step boundary and shut the
+    workers down itself (they also exit when the main process dies).
+    """
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_IGN)
+
+
 class _StopFlag:
     """SIGINT/SIGTERM set a flag; the loop checkpoints and stops at the next step boundary.
     A second signal restores the default behaviour, so a stuck run can still be killed."""
@@ -332,7 +344,8 @@ class Trainer:
         # global RNG: a draw there would shift the dropout stream of a resumed run by one.
         loader = DataLoader(self.dataset, batch_sampler=sampler, num_workers=cfg.num_workers,
                             pin_memory=env.device.type == "cuda", persistent_workers=False,
-                            generator=torch.Generator().manual_seed(cfg.seed))
+                            generator=torch.Generator().manual_seed(cfg.seed),
+                            worker_init_fn=_worker_ignores_stop_signals if cfg.num_workers else None)
         use_amp = cfg.amp and env.device.type == "cuda"
 
         if env.is_main:

@@ -320,6 +320,22 @@ def test_ctrl_c_saves_and_explains_how_to_resume(tmp_path, cli_inputs):
     assert state["step"] == step
 
 
+def test_sigterm_to_the_whole_process_group_saves_like_ctrl_c(tmp_path, cli_inputs):
+    """`timeout`, Slurm and Kubernetes signal every process of the group, DataLoader workers first."""
+    recipe, images = cli_inputs
+    proc = subprocess.Popen(segtool_train(recipe, images, tmp_path / "run", "--max-steps", "500",
+                                          "--set", "train.num_workers=2"),
+                            env=subprocess_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    wait_for(tmp_path / "run" / "checkpoints" / "latest", proc)
+    os.killpg(proc.pid, signal.SIGTERM)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err + out and "killed by signal" not in err
+    notes = [line for line in err.splitlines() if "--resume" in line]
+    assert len(notes) == 1 and notes[0].startswith("segtool: interrupted at step "), err
+
+
 def test_torchrun_cli_two_processes(tmp_path, cli_inputs):
     recipe, images = cli_inputs
     command = [PYTHON, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(free_port()),
