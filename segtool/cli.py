@@ -55,7 +55,7 @@ def eval_(
     refine: Optional[str] = typer.Option(None, "--refine", help="none (the default) | grabcut"),
     rule: Optional[str] = typer.Option(None, "--rule", help="Foreground rule: scored (the default) | simple | geodesic."),
     methods: str = typer.Option("scvae", "--methods", help="Comma-separated methods to run, e.g. 'scvae,scvae[k=3]'."),
-    compare: Optional[str] = typer.Option(None, "--compare", help="Baselines run in the same harness: grabcut,colour,colour-pipeline,ellipse."),
+    compare: Optional[str] = typer.Option(None, "--compare", help="Baselines run in the same harness: grabcut,rbd,colour,colour-pipeline,ellipse."),
     noise: str = typer.Option("0", "--noise", help="Gaussian noise sigma(s) on [0,1] images, e.g. 0,0.1,0.2,0.3."),
     limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Only the first N test images (fixed order)."),
     stride: int = typer.Option(1, "--stride", min=1, help="Every N-th test image."),

@@ -6,6 +6,8 @@
     colour             classical colour K-means: 32x32 Lab + 20 x position, k=3, simple BndCon
     grabcut            OpenCV GrabCut from a centred rectangle inset 10%, 5 iterations
     ellipse            a centred ellipse (axes 0.7 of the image): the shape prior alone
+    rbd                robust background detection saliency (Zhu et al., CVPR 2014) on ~200 SLIC
+                       superpixels, Otsu threshold; `rbd[link_boundary=false]` keeps border regions apart
 
 A method may carry overrides in brackets: `scvae[k=3,method=kmeans,refine=none]`,
 `colour[k=2,method=spectral]`. Values are parsed as YAML scalars.
@@ -18,7 +20,7 @@ from dataclasses import dataclass, field
 
 from .errors import UsageError
 
-METHOD_NAMES = ("scvae", "colour-pipeline", "colour", "grabcut", "ellipse")
+METHOD_NAMES = ("scvae", "colour-pipeline", "colour", "grabcut", "ellipse", "rbd")
 MODEL_METHODS = ("scvae",)
 LABEL_FREE_RULES = ("simple", "geodesic")
 
@@ -101,7 +103,7 @@ def build_segmenter(spec: MethodSpec, *, extractor_factory=None, cli: dict | Non
     """A configured Segmenter for a method spec. `cli` holds --k/--method/--refine values that
     apply to the pipeline methods (scvae, colour-pipeline) unless the brackets override them."""
     from .segmenters import (ClusterSettings, ColourSegmenter, EllipseSegmenter, GrabCutSegmenter,
-                             PipelineColourSegmenter, SCVAESegmenter)
+                             PipelineColourSegmenter, RBDSegmenter, SCVAESegmenter)
 
     overrides = dict(spec.overrides)
     try:
@@ -132,7 +134,7 @@ def build_segmenter(spec: MethodSpec, *, extractor_factory=None, cli: dict | Non
             return PipelineColourSegmenter(cluster, codes)
         if spec.name == "colour":
             cluster = ClusterSettings(k=3, method="kmeans", position_weight=20.0)
-            grid = int(overrides.pop("grid", 32))
+            grid = overrides.pop("grid", 32)
             _apply(cluster, overrides, spec)
             cluster.__post_init__()
             if overrides:
@@ -140,6 +142,8 @@ def build_segmenter(spec: MethodSpec, *, extractor_factory=None, cli: dict | Non
             return ColourSegmenter(cluster, grid=grid)
         if spec.name == "grabcut":
             return GrabCutSegmenter(**overrides)
+        if spec.name == "rbd":
+            return RBDSegmenter(**overrides)
         return EllipseSegmenter(**overrides)
     except TypeError as exc:
         raise UsageError(f"method {spec.label}: {exc}") from None
@@ -149,7 +153,7 @@ def build_segmenter(spec: MethodSpec, *, extractor_factory=None, cli: dict | Non
 
 def clustering_grid(segmenter, height: int, width: int) -> tuple[int, int] | None:
     """The h x w grid a segmenter clusters for an image of this size, or None when it clusters no
-    grid (GrabCut, ellipse). For the SC-VAE this loads the model: the grid follows its downsampling."""
+    grid (GrabCut, ellipse, RBD). For the SC-VAE this loads the model: the grid follows its downsampling."""
     from .codes import model_input_size
     from .segmenters import ColourSegmenter, PipelineColourSegmenter, SCVAESegmenter
 

@@ -19,6 +19,7 @@ import numpy as np
 from .cluster import kmeans_labels, spectral_labels
 from .features import colour_grid, position_grid, standardise, transform_codes
 from .foreground import select_foreground
+from .params import Flag, Number, OneOf, Text, Whole, WholeList, check_dataclass, check_params
 from .refine import clean_mask, refine_mask, upsample_mask
 
 METHODS = ("spectral", "kmeans")
@@ -82,16 +83,29 @@ class ClusterSettings:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        if self.method not in METHODS:
-            raise ValueError(f"unknown clustering method {self.method!r}; choose one of {', '.join(METHODS)}")
-        self.consensus = tuple(int(k) for k in (self.consensus or ()))
-        for k in (self.k, *self.consensus):
-            if k < 2:
+        for k in (self.k, *(self.consensus if isinstance(self.consensus, (list, tuple)) else [self.consensus])):
+            if isinstance(k, (int, float)) and not isinstance(k, bool) and k < 2:
                 raise ValueError(f"k must be at least 2 (got {k}): one cluster cannot separate anything")
+        check_dataclass(self, cluster_limits())
 
     @property
     def ks(self) -> tuple[int, ...]:
         return self.consensus or (self.k,)
+
+
+def cluster_limits() -> dict:
+    """The declared type and range of every ClusterSettings field."""
+    from .cluster import AFFINITIES
+    from .foreground import RULES
+    from .refine import REFINEMENTS
+
+    return {
+        "k": Whole(2, 100_000), "method": OneOf(METHODS), "affinity": OneOf(AFFINITIES),
+        "gamma_scale": Number(0, 1e6, above_low=True), "n_neighbors": Whole(1, 1000), "rule": OneOf(RULES),
+        "threshold": Number(optional=True), "geodesic_sigma": Number(0, 1e6, above_low=True), "scorer": Text(),
+        "position_weight": Number(0, 1e6), "consensus": WholeList(2, 100_000), "refine": OneOf(REFINEMENTS),
+        "fill_holes": Flag(), "min_part": Number(0, 1), "n_init": Whole(1, 100), "seed": Whole(0, 2 ** 32 - 1),
+    }
 
 
 class GridClusterSegmenter(Segmenter):
@@ -169,7 +183,7 @@ class ColourSegmenter(GridClusterSegmenter):
 
     def __init__(self, settings: ClusterSettings | None = None, grid: int = 32):
         super().__init__(settings or ClusterSettings(k=3, method="kmeans", position_weight=20.0))
-        self.grid = grid
+        self.grid = Whole(4, 512).check("grid", grid)
 
     def feature_grids(self, images: list[np.ndarray]) -> list[np.ndarray]:
         return [colour_grid(image, (self.grid, self.grid)) for image in images]
@@ -181,6 +195,12 @@ class CodeFeatureSettings:
     pca_dims: int = 16
     colour_weight: float = 0.0    # append standardised Lab colour with this weight (0: codes only)
     smooth: int = 0               # box-filter radius over the grid before clustering
+
+    def __post_init__(self) -> None:
+        from .features import CODE_TRANSFORMS
+
+        check_dataclass(self, {"transform": OneOf(CODE_TRANSFORMS), "pca_dims": Whole(1, 4096),
+                               "colour_weight": Number(0, 1e6), "smooth": Whole(0, 64)})
 
 
 class SCVAESegmenter(GridClusterSegmenter):
@@ -242,8 +262,10 @@ class GrabCutSegmenter(Segmenter):
     name = "grabcut"
 
     def __init__(self, inset: float = 0.1, iterations: int = 5):
-        self.inset = inset
-        self.iterations = iterations
+        values = check_params({"inset": Number(0, 0.45), "iterations": Whole(1, 100)},
+                              {"inset": inset, "iterations": iterations}, "grabcut")
+        self.inset = values["inset"]
+        self.iterations = values["iterations"]
 
     def settings(self) -> dict:
         return {"inset": self.inset, "iterations": self.iterations}
@@ -274,7 +296,7 @@ class EllipseSegmenter(Segmenter):
     name = "ellipse"
 
     def __init__(self, scale: float = 0.7):
-        self.scale = scale
+        self.scale = check_params({"scale": Number(0, 1, above_low=True)}, {"scale": scale}, "ellipse")["scale"]
 
     def settings(self) -> dict:
         return {"scale": self.scale}
@@ -287,3 +309,39 @@ class EllipseSegmenter(Segmenter):
         return SegmentResult(mask)
 
 
+RBD_LIMITS = {"n_segments": Whole(10, 5000), "compactness": Number(0, None, above_low=True), "link_boundary": Flag(),
+              "sigma_clr": Number(0, None, above_low=True), "sigma_bndcon": Number(0, None, above_low=True),
+              "sigma_spa": Number(0, None, above_low=True), "mu": Number(0, None)}
+
+
+class RBDSegmenter(Segmenter):
+    """Robust background detection saliency (Zhu et al., CVPR 2014) over SLIC superpixels,
+    thresholded with Otsu (segtool.saliency). `link_boundary` joins the border superpixels into
+    one region for the geodesic distances, as in the paper; the sigmas and mu are the paper's."""
+
+    name = "rbd"
+
+    def __init__(self, n_segments: int = 200, compactness: float = 10.0, link_boundary: bool = True,
+                 sigma_clr: float = 10.0, sigma_bndcon: float = 1.0, sigma_spa: float = 0.25, mu: float = 0.1):
+        values = check_params(RBD_LIMITS, {"n_segments": n_segments, "compactness": compactness,
+                                           "link_boundary": link_boundary, "sigma_clr": sigma_clr,
+                                           "sigma_bndcon": sigma_bndcon, "sigma_spa": sigma_spa, "mu": mu}, "rbd")
+        self.n_segments = values["n_segments"]
+        self.compactness = values["compactness"]
+        self.link_boundary = values["link_boundary"]
+        self.sigma_clr = values["sigma_clr"]
+        self.sigma_bndcon = values["sigma_bndcon"]
+        self.sigma_spa = values["sigma_spa"]
+        self.mu = values["mu"]
+
+    def settings(self) -> dict:
+        return {"n_segments": self.n_segments, "compactness": self.compactness, "link_boundary": self.link_boundary,
+                "sigma_clr": self.sigma_clr, "sigma_bndcon": self.sigma_bndcon, "sigma_spa": self.sigma_spa,
+                "mu": self.mu}
+
+    def segment(self, image: np.ndarray) -> SegmentResult:
+        from .saliency import rbd_mask
+
+        started = time.perf_counter()
+        mask = rbd_mask(image, **self.settings())
+        return SegmentResult(mask, seconds=time.perf_counter() - started)

@@ -431,3 +431,21 @@ def test_masks_of_zeros_and_ones_are_binary_and_empty_masks_are_named(tmp_path, 
     rows = {r["id"]: r for r in rows_of(tmp_path / "run")}
     assert float(rows["im0"]["truth_fraction"]) > 0.05 and float(rows["im0"]["iou"]) > 0.2
     assert "1 ground-truth mask(s) are empty (im2)" in err
+
+
+@pytest.mark.parametrize("spec, expected", [
+    ("colour-pipeline[threshold=abc]", "threshold must be a finite number"),
+    ("colour-pipeline[min_part=abc]", "min_part must be a finite number"),
+    ("colour-pipeline[n_init=0]", "n_init must be in [1, 100]"),
+    ("colour-pipeline[k=2.5]", "k must be a whole number"),
+    ("colour-pipeline[fill_holes=maybe]", "fill_holes must be true or false"),
+    ("colour-pipeline[consensus=[2,abc]]", "consensus entry must be a whole number"),
+    ("grabcut[iterations=abc]", "iterations must be a whole number"),
+    ("grabcut[inset=0.9]", "inset must be in [0, 0.45]"),
+    ("ellipse[scale=0]", "scale must be above 0"),
+    ("colour[grid=abc]", "grid must be a whole number"),
+])
+def test_every_method_override_is_checked_before_any_image_is_read(dataset, tmp_path, capsys, spec, expected):
+    code, _, err = run_cli("eval", f"folder:{dataset}", "--methods", spec, "--out", tmp_path / "run", capsys=capsys)
+    assert code == 2 and expected in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "run").exists()

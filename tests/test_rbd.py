@@ -1,0 +1,82 @@
+"""The `rbd` baseline: robust background detection saliency (Zhu et al. 2014) + Otsu."""
+
+import numpy as np
+import pytest
+
+from segtool.errors import UsageError
+from segtool.methods import build_segmenter, parse_method
+from segtool.saliency import rbd_saliency
+from segtool.segmenters import RBDSegmenter
+
+
+def disc_image(size: int = 96, seed: int = 0):
+    """Seeded noise around mid grey with a red disc (radius 22) in the centre."""
+    rng = np.random.default_rng(seed)
+    image = 128 + rng.normal(0, 6, (size, size, 3))
+    ys, xs = np.mgrid[0:size, 0:size]
+    disc = (ys + 0.5 - size / 2) ** 2 + (xs + 0.5 - size / 2) ** 2 <= 22 ** 2
+    image[disc] = np.array([200, 60, 50]) + rng.normal(0, 6, (int(disc.sum()), 3))
+    return np.clip(image, 0, 255).astype(np.uint8), disc
+
+
+def iou(a: np.ndarray, b: np.ndarray) -> float:
+    return float((a & b).sum() / (a | b).sum())
+
+
+@pytest.mark.parametrize("link_boundary", [True, False])
+def test_rbd_finds_the_disc(link_boundary):
+    image, disc = disc_image()
+    mask = RBDSegmenter(link_boundary=link_boundary).segment(image).mask
+    assert mask.shape == disc.shape and mask.dtype == bool
+    assert iou(mask, disc) > 0.7
+
+
+def test_rbd_saliency_map_and_mask_size():
+    image, disc = disc_image()
+    saliency = rbd_saliency(image, n_segments=100)
+    assert saliency.shape == disc.shape and saliency.dtype == np.float64
+    assert saliency.min() == 0.0 and saliency.max() == 1.0
+    assert saliency[disc].mean() > saliency[~disc].mean() + 0.5
+    wide = np.ascontiguousarray(np.concatenate([image, image[:, :24]], axis=1)[:70])  # 70 x 120
+    assert RBDSegmenter().segment(wide).mask.shape == (70, 120)
+
+
+def test_rbd_is_deterministic():
+    image, _ = disc_image(seed=1)
+    first = RBDSegmenter().segment(image).mask
+    assert np.array_equal(first, RBDSegmenter().segment(image).mask)
+    assert np.array_equal(rbd_saliency(image), rbd_saliency(image))
+
+
+def test_flat_image_gives_an_empty_mask():
+    # Every superpixel is the border's colour: no saliency contrast, all background.
+    mask = RBDSegmenter().segment(np.full((40, 50, 3), 90, np.uint8)).mask
+    assert mask.shape == (40, 50) and not mask.any()
+
+
+@pytest.mark.parametrize("settings, named", [
+    ({"n_segments": 5}, "n_segments"), ({"n_segments": 6000}, "n_segments"), ({"n_segments": 20.5}, "n_segments"),
+    ({"n_segments": "abc"}, "n_segments"), ({"n_segments": True}, "n_segments"),
+    ({"compactness": 0}, "compactness"), ({"compactness": float("nan")}, "compactness"),
+    ({"compactness": "x"}, "compactness"), ({"link_boundary": "yes"}, "link_boundary"),
+    ({"link_boundary": 1}, "link_boundary"), ({"sigma_clr": -1}, "sigma_clr"),
+    ({"sigma_bndcon": float("inf")}, "sigma_bndcon"), ({"sigma_spa": 0}, "sigma_spa"), ({"mu": -0.1}, "mu"),
+])
+def test_bad_settings_raise_at_construction(settings, named):
+    with pytest.raises(ValueError, match=named):
+        RBDSegmenter(**settings)
+
+
+def test_rbd_method_spec_and_overrides():
+    segmenter = build_segmenter(parse_method("rbd[link_boundary=false,n_segments=150,compactness=2e1]"))
+    assert isinstance(segmenter, RBDSegmenter)
+    assert segmenter.settings()["link_boundary"] is False
+    assert segmenter.n_segments == 150 and segmenter.compactness == 20.0
+    assert build_segmenter(parse_method("rbd")).settings()["link_boundary"] is True
+
+
+@pytest.mark.parametrize("text, named", [("rbd[n_segments=abc]", "n_segments"), ("rbd[foo=1]", "foo"),
+                                         ("rbd[link_boundary=maybe]", "link_boundary")])
+def test_bad_overrides_are_usage_errors(text, named):
+    with pytest.raises(UsageError, match=named):
+        build_segmenter(parse_method(text))
