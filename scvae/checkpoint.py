@@ -127,7 +127,11 @@ def load_model(path: str | os.PathLike, map_location: str | torch.device = "cpu"
     else:
         state, config = _read_torch_file(weights)
     if config is None and config_file is not None:
-        config = _config_from_json(config_file.read_text(encoding="utf-8"), config_file)
+        try:
+            text = config_file.read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            raise CheckpointError(f"{config_file}: not a text file (a model config is UTF-8 JSON)") from None
+        config = _config_from_json(text, config_file)
     if config is None:
         raise CheckpointError(f"{weights}: no model config found (neither in the file nor a {CONFIG_FILE} beside it)")
     model = SCVAE(config)

@@ -51,6 +51,25 @@ def coerce_numbers(cls, data: dict) -> dict:
     return out
 
 
+# Declared limits: far beyond any sensible model, far below what would exhaust a machine before
+# a check could run. Checked by validate(), so a recipe, --set or a checkpoint's config.json
+# with 10^9 atoms is refused in one line instead of allocating.
+LIMITS = (("d", 0, 10), ("base_channels", 1, 4096), ("max_channels", 1, 8192), ("num_res_blocks", 1, 16),
+          ("in_channels", 1, 64), ("code_dim", 1, 16384), ("num_atoms", 1, 16384), ("lista_steps", 1, 1000),
+          ("alpha", 0.0, 1e6))
+MAX_PARAMETERS_ENV = "SCVAE_MAX_PARAMETERS"
+DEFAULT_MAX_PARAMETERS = 2_000_000_000
+
+
+def max_parameters() -> int:
+    import os
+
+    try:
+        return int(float(os.environ.get(MAX_PARAMETERS_ENV, DEFAULT_MAX_PARAMETERS)))
+    except ValueError:
+        return DEFAULT_MAX_PARAMETERS
+
+
 def from_known_keys(cls, data: dict, what: str):
     """Build dataclass `cls` from a mapping, refusing keys it does not have (a typo in a recipe
     or config file must not be silently ignored) and numbers that are not numbers."""
@@ -104,8 +123,21 @@ class SCVAEConfig:
 
     def validate(self) -> None:
         problems = []
-        if self.d < 0:
-            problems.append(f"d must be >= 0, got {self.d}")
+        for name, low, high in LIMITS:
+            value = getattr(self, name)
+            if not low <= value <= high:
+                problems.append(f"{name} must be in {low}..{high}, got {value}")
+        if problems:  # the checks below assume sizes in range
+            raise ValueError("invalid SC-VAE config: " + "; ".join(problems))
+        if not (math.isfinite(self.latent_weight) and self.latent_weight >= 0):
+            problems.append(f"latent_weight must be a finite number >= 0, got {self.latent_weight}")
+        if not 0.0 <= self.dropout < 1.0:
+            problems.append(f"dropout must be in [0, 1), got {self.dropout}")
+        if any(m < 1 or m > 64 for m in self.multipliers):
+            problems.append(f"channel_mult entries must be in 1..64, got {list(self.multipliers)}")
+        elif self.estimated_parameters() > max_parameters():
+            problems.append(f"about {self.estimated_parameters():,} parameters is above the limit of {max_parameters():,} "
+                            f"(set {MAX_PARAMETERS_ENV} to allow more)")
         if self.base_channels < 1 or self.max_channels < self.base_channels:
             problems.append(f"need 1 <= base_channels <= max_channels, got {self.base_channels}, {self.max_channels}")
         if self.channel_mult is not None and len(self.channel_mult) != self.d + 1:
@@ -124,6 +156,18 @@ class SCVAEConfig:
             problems.append(f"num_res_blocks must be >= 1, got {self.num_res_blocks}")
         if problems:
             raise ValueError("invalid SC-VAE config: " + "; ".join(problems))
+
+    def estimated_parameters(self) -> int:
+        """An upper estimate of the parameter count from the config alone, before anything is allocated
+        (a config read from a file may declare sizes no machine holds)."""
+        widths = [self.base_channels * m for m in self.multipliers]
+        squares = sum(c * c for c in widths)
+        middle = 2 * 2 * 9 * widths[-1] ** 2 + 4 * widths[-1] ** 2          # two ResBlocks and attention
+        encoder = (2 * self.num_res_blocks + 1) * 9 * squares + middle       # ResBlocks + downsampling per level
+        decoder = (2 * (self.num_res_blocks + 1) + 1) * 9 * squares + middle  # one ResBlock more per level
+        ends = 9 * (self.in_channels + self.code_dim) * (widths[0] + widths[-1])
+        lista = self.code_dim * self.num_atoms * 2 + self.num_atoms ** 2 + self.num_atoms
+        return int(encoder + decoder + ends + lista)
 
     @property
     def multipliers(self) -> tuple[int, ...]:

@@ -75,18 +75,49 @@ class TrainConfig:
         self.betas = tuple(float(b) for b in self.betas)
         self.resolution_schedule = [[int(s), int(r)] for s, r in self.resolution_schedule]
         problems = []
-        if self.batch_size < 1:
-            problems.append(f"batch_size must be >= 1, got {self.batch_size}")
-        if self.lr <= 0:
-            problems.append(f"lr must be > 0, got {self.lr}")
+        if not 1 <= self.batch_size <= 65536:
+            problems.append(f"batch_size must be in 1..65536, got {self.batch_size}")
+        if not 0 < self.lr <= 1.0:
+            problems.append(f"lr must be > 0 and <= 1, got {self.lr}")
+        if len(self.betas) != 2 or not all(0.0 <= b < 1.0 for b in self.betas):
+            problems.append(f"betas must be two numbers in [0, 1), got {list(self.betas)}")
+        if not 0.0 <= self.weight_decay <= 1.0:
+            problems.append(f"weight_decay must be in [0, 1], got {self.weight_decay}")
         if self.schedule not in ("constant", "cosine"):
             problems.append(f"schedule must be constant or cosine, got {self.schedule!r}")
+        if self.warmup_steps < 0:
+            problems.append(f"warmup_steps must be >= 0, got {self.warmup_steps}")
+        if not 0.0 <= self.min_lr_ratio <= 1.0:
+            problems.append(f"min_lr_ratio must be in [0, 1], got {self.min_lr_ratio}")
         if self.max_steps is not None and self.max_steps < 1:
             problems.append(f"max_steps must be >= 1, got {self.max_steps}")
+        if self.schedule_steps is not None and self.schedule_steps < 1:
+            problems.append(f"schedule_steps must be >= 1, got {self.schedule_steps}")
+        if not self.epochs > 0:
+            problems.append(f"epochs must be > 0, got {self.epochs}")
+        if self.grad_clip is not None and not self.grad_clip > 0:
+            problems.append(f"grad_clip must be > 0 (or null for no clipping), got {self.grad_clip}")
+        if not 8 <= self.resolution <= 4096:
+            problems.append(f"resolution must be in 8..4096 pixels, got {self.resolution}")
+        if any(r < 8 or r > 4096 or s < 0 for s, r in self.resolution_schedule):
+            problems.append("resolution_schedule entries must be [from_step >= 0, resolution in 8..4096]")
         if self.ckpt_every < 1 or self.log_every < 1:
             problems.append("ckpt_every and log_every must be >= 1")
+        if self.keep_checkpoints < 1:
+            problems.append(f"keep_checkpoints must be >= 1, got {self.keep_checkpoints}")
+        if not 1 <= self.val_batch_size <= 65536:
+            problems.append(f"val_batch_size must be in 1..65536, got {self.val_batch_size}")
+        if not 0 <= self.num_workers <= 256:
+            problems.append(f"num_workers must be in 0..256, got {self.num_workers}")
         if problems:
             raise ValueError("invalid training config: " + "; ".join(problems))
+
+    def check_model(self, downsample_factor: int) -> None:
+        """Every resolution trained at must be a multiple of the model's 2^d (its code grid must be whole)."""
+        bad = sorted({r for r in (self.resolution, *(r for _, r in self.resolution_schedule)) if r % downsample_factor})
+        if bad:
+            raise ValueError(f"resolution {bad[0]} is not a multiple of 2^d = {downsample_factor}; the model "
+                             "downsamples by 2^d")
 
     def resolution_at(self, step: int) -> int:
         res = self.resolution

@@ -144,6 +144,31 @@ def test_random_bytes(tmp_path, model, name):
     assert str(path) in str(info.value)
 
 
+@pytest.mark.parametrize("key, value", [("num_atoms", 10 ** 9), ("code_dim", 10 ** 8), ("base_channels", 10 ** 9),
+                                        ("lista_steps", 10 ** 9), ("d", 2.5), ("d", "abc")])
+def test_a_config_declaring_an_impossible_model_is_refused_before_allocating(saved, key, value):
+    def declare(config):
+        config[key] = value
+
+    config_path = saved / CONFIG_FILE
+    config = json.loads(config_path.read_text())
+    declare(config)
+    config_path.write_text(json.dumps(config))
+    rewrite_safetensors(saved / WEIGHTS_FILE, edit_config=declare)
+    with pytest.raises(CheckpointError, match=f"invalid model config .*{key}") as info:
+        load_model(saved)
+    assert "\n" not in str(info.value)
+
+
+def test_a_config_file_that_is_not_text_is_refused(saved):
+    weights = saved / WEIGHTS_FILE
+    save_file(load_file(str(weights)), str(weights), metadata={})   # the config only beside the weights
+    (saved / CONFIG_FILE).write_bytes(b"\xff\xfe{not text")
+    with pytest.raises(CheckpointError, match="not a text file") as info:
+        load_model(saved)
+    assert "\n" not in str(info.value)
+
+
 def test_config_that_does_not_match_the_weights(saved):
     def more_atoms(config):
         config["num_atoms"] = 48

@@ -90,11 +90,33 @@ def test_numbers_written_as_people_write_them(capsys, tmp_path):
                                             ("model.d=2.5", "d must be a whole number"),
                                             ("model=abc", "model must be a mapping"),
                                             ("model=[1, 2]", "model must be a mapping"),
-                                            ("train.batch_size=true", "batch_size must be a whole number")])
+                                            ("train.batch_size=true", "batch_size must be a whole number"),
+                                            ("train.resolution=0", "resolution must be in 8..4096"),
+                                            ("train.resolution=12", "resolution 12 is not a multiple of 2^d = 8"),
+                                            ("train.lr=1.0e+300", "lr must be > 0 and <= 1"),
+                                            ("train.grad_clip=-1", "grad_clip must be > 0"),
+                                            ("data.holdout=-3", "holdout must be >= 0"),
+                                            ("model.d=1000000000", "d must be in 0..10"),
+                                            ("model.num_atoms=1000000000", "num_atoms must be in 1..16384"),
+                                            ("model.base_channels=4096", "parameters is above the limit")])
 def test_values_of_the_wrong_type_are_named(capsys, tmp_path, override, hint):
     code, _, err = run(capsys, "small-cpu", "--dry-run", "--set", override)
     assert code == 2
     assert hint in assert_one_line_error(err)
+
+
+def test_a_batch_larger_than_the_training_set_is_refused_before_the_run_folder(capsys, tmp_path):
+    from PIL import Image
+
+    images = tmp_path / "images"
+    images.mkdir()
+    for i in range(5):
+        Image.new("RGB", (40, 40), (i * 40, 80, 120)).save(images / f"im{i}.png")
+    out = tmp_path / "run"
+    code, _, err = run(capsys, "small-cpu", "--data-root", str(images), "--out", str(out),
+                       "--set", "train.batch_size=1000", "--set", "data.holdout=2")
+    assert code != 0 and "batch_size = 1000" in assert_one_line_error(err)
+    assert not out.exists()
 
 
 def test_a_recipe_that_is_not_text_is_refused(capsys, tmp_path):

@@ -128,8 +128,10 @@ def test_nan_guard_stops_before_writing(tmp_path):
 
 
 def test_nan_guard_on_exploding_learning_rate(tmp_path):
-    # No clipping and an absurd lr: the weights overflow within a few steps.
-    config = train_config(max_steps=10, ckpt_every=1, lr=1e30, grad_clip=None)
+    # No clipping and an absurd lr: the weights overflow within a few steps. The config refuses
+    # lr > 1, so it is set after construction: the guard must hold whatever reaches the loop.
+    config = train_config(max_steps=10, ckpt_every=1, lr=1.0, grad_clip=None)
+    config.lr = 1e30
     with pytest.raises(TrainingDiverged) as info:
         Trainer(tiny_config(), config, SyntheticImages(), tmp_path).fit()
     step = int(str(info.value).split("at step ")[1].split(";")[0])

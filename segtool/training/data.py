@@ -41,6 +41,26 @@ class DataConfig:
     cache: bool = False                # decode every image once into memory (small sets)
     cache_short_side: int = 288
 
+    def __post_init__(self) -> None:
+        problems = []
+        if self.source not in ("imagefolder", "hub"):
+            problems.append(f"source must be imagefolder or hub, got {self.source!r}")
+        if not 0 <= self.holdout <= 1_000_000:
+            problems.append(f"holdout must be >= 0 images, got {self.holdout}")
+        if not 0 <= self.val_limit <= 1_000_000:
+            problems.append(f"val_limit must be >= 0 images, got {self.val_limit}")
+        if not 8 <= self.val_resolution <= 4096:
+            problems.append(f"val_resolution must be in 8..4096, got {self.val_resolution}")
+        if not 8 <= self.cache_short_side <= 8192:
+            problems.append(f"cache_short_side must be in 8..8192, got {self.cache_short_side}")
+        scale, ratio = list(self.crop_scale), list(self.crop_ratio)
+        if len(scale) != 2 or not all(isinstance(v, (int, float)) and 0 < v <= 1 for v in scale) or scale[0] > scale[1]:
+            problems.append(f"crop_scale must be [low, high] with 0 < low <= high <= 1, got {self.crop_scale}")
+        if len(ratio) != 2 or not all(isinstance(v, (int, float)) and 0 < v < 100 for v in ratio) or ratio[0] > ratio[1]:
+            problems.append(f"crop_ratio must be [low, high] with 0 < low <= high, got {self.crop_ratio}")
+        if problems:
+            raise TrainingDataError("invalid data config: " + "; ".join(problems))
+
     @classmethod
     def from_dict(cls, data: dict) -> "DataConfig":
         from scvae.config import from_known_keys

@@ -109,6 +109,7 @@ def build_recipe(name: str, source: str, raw: dict) -> Recipe:
             model_raw["channel_mult"] = None  # re-derive the level widths for the new depth
         model = base.replace(**coerce_numbers(type(base), model_raw))
         train = TrainConfig.from_dict(dict(raw.get("train") or {}))
+        train.check_model(model.downsample_factor)
         data = DataConfig.from_dict(dict(raw.get("data") or {}))
     except (TypeError, ValueError, TrainingDataError) as exc:
         raise RecipeError(f"{source}: {exc}") from None

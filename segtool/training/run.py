@@ -110,13 +110,17 @@ def run_training(recipe_ref: str, overrides: list[str], data_root: str | None, o
 
     from scvae.train import Trainer
 
-    from .data import AugmentedImages, load_image_sets, validation_tensor
+    from .data import AugmentedImages, TrainingDataError, load_image_sets, validation_tensor
 
     out_dir = Path(out or recipe.out)
     existing = (out_dir / "checkpoints").is_dir() and any((out_dir / "checkpoints").iterdir())
     if existing and not resume:
         raise FileExistsError(f"{out_dir} already holds checkpoints: pass --resume to continue, or --out to start a new run")
     train_set, val_set = load_image_sets(recipe.data)
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if recipe.train.batch_size * world > len(train_set):
+        raise TrainingDataError(f"train.batch_size = {recipe.train.batch_size} x {world} process(es) is more than the "
+                                f"{len(train_set)} training images; lower train.batch_size or add images")
     val_images = validation_tensor(val_set, recipe.data.val_resolution) if rank == 0 else None
     if rank == 0:
         import yaml
