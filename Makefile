@@ -30,7 +30,7 @@ $(VENV)/.installed-test: pyproject.toml $(VENV)/.torch
 venv: $(VENV)/.installed
 
 demo: $(VENV)/.installed
-	$(PY) -m segtool.demo --out segtool-out/demo
+	$(PY) -m segtool.cli.demo --out segtool-out/demo
 
 test: $(VENV)/.installed-test
 	$(PY) -m pytest -q

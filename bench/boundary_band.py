@@ -17,10 +17,10 @@ import numpy as np
 def main() -> None:
     import cv2
 
-    from segtool.datasets import open_dataset
-    from segtool.metrics import iou
-    from segtool.protocol import iem_crop
-    from segtool.segmenters import GrabCutSegmenter
+    from segtool.data.readers import open_dataset
+    from segtool.evaluation.metrics import iou
+    from segtool.evaluation.protocol import iem_crop
+    from segtool.pipeline.segmenters import GrabCutSegmenter
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("dataset")

@@ -21,8 +21,8 @@ import numpy as np
 
 
 def best_subset_iou(labels: np.ndarray, truth: np.ndarray) -> float:
-    from segtool.metrics import iou
-    from segtool.refine import upsample_mask
+    from segtool.evaluation.metrics import iou
+    from segtool.pipeline.refine import upsample_mask
 
     clusters = np.unique(labels)
     best = 0.0
@@ -34,13 +34,13 @@ def best_subset_iou(labels: np.ndarray, truth: np.ndarray) -> float:
 
 
 def main() -> None:
-    from segtool.datasets import open_dataset
-    from segtool.foreground import select_foreground
-    from segtool.methods import build_segmenter, parse_method
-    from segtool.metrics import iou
-    from segtool.models import load_extractor
-    from segtool.protocol import iem_crop
-    from segtool.refine import upsample_mask
+    from segtool.data.readers import open_dataset
+    from segtool.pipeline.foreground.rules import select_foreground
+    from segtool.pipeline.registry import build_segmenter, parse_method
+    from segtool.evaluation.metrics import iou
+    from segtool.pipeline.models import load_extractor
+    from segtool.evaluation.protocol import iem_crop
+    from segtool.pipeline.refine import upsample_mask
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("dataset")

@@ -1,7 +1,7 @@
-"""Fit the cluster scorer (segtool.cluster_scorer) on the masks of several kinds of images.
+"""Fit the cluster scorer (segtool.pipeline.foreground.scorer) on the masks of several kinds of images.
 
 Clusters each image's feature grid with the pipeline's own settings at every k in --ks, computes
-each cluster's cues (segtool.cluster_cues) and the fraction of its cells that the ground truth
+each cluster's cues (segtool.pipeline.foreground.cues) and the fraction of its cells that the ground truth
 calls object, and fits the logistic regression. Only the selection subset of each set is read
 (--stride 3: every third image in sorted order); the other two thirds are never seen. Each set
 weighs the same in the fit whatever its size, so no one kind of image decides the scorer. Writes
@@ -31,11 +31,11 @@ import numpy as np
 def training_rows(dataset: str, data_root, method: str, model, ks: tuple[int, ...], stride: int, limit,
                   cache: Path | None) -> tuple[dict, str]:
     """(rows, set name): cues [n, 9], object fractions [n], cells [n] of every cluster of the subset."""
-    from segtool.cluster_cues import cluster_cues
-    from segtool.datasets import open_dataset
-    from segtool.methods import build_segmenter, parse_method
-    from segtool.models import load_extractor
-    from segtool.protocol import iem_crop
+    from segtool.pipeline.foreground.cues import cluster_cues
+    from segtool.data.readers import open_dataset
+    from segtool.pipeline.registry import build_segmenter, parse_method
+    from segtool.pipeline.models import load_extractor
+    from segtool.evaluation.protocol import iem_crop
 
     reader = open_dataset(dataset, data_root)
     samples = reader.samples()[::stride][:limit]
@@ -77,7 +77,7 @@ def training_rows(dataset: str, data_root, method: str, model, ks: tuple[int, ..
 
 def balanced_fit(sets: dict[str, dict], provenance: dict):
     """One scorer over several sets, each set's rows weighted to the same total (cells per set)."""
-    from segtool.cluster_scorer import fit_scorer
+    from segtool.pipeline.foreground.scorer import fit_scorer
 
     cues, fractions, weights = [], [], []
     for rows in sets.values():

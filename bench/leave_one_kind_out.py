@@ -41,10 +41,10 @@ def main(argv: list[str] | None = None) -> None:
     if len(args.datasets) < 2:
         sys.exit("leave_one_kind_out: give at least two datasets")
 
-    from segtool.datasets import open_dataset
-    from segtool.evaluate import EvalPlan, run_eval
-    from segtool.methods import build_segmenter, parse_method
-    from segtool.models import load_extractor
+    from segtool.data.readers import open_dataset
+    from segtool.evaluation.runner import EvalPlan, run_eval
+    from segtool.pipeline.registry import build_segmenter, parse_method
+    from segtool.pipeline.models import load_extractor
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

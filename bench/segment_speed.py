@@ -18,7 +18,7 @@ import numpy as np
 def sample_images(n: int) -> list[np.ndarray]:
     from skimage import data
 
-    from segtool.features import resize_image
+    from segtool.pipeline.features import resize_image
 
     sources = [data.astronaut(), data.chelsea(), data.coffee(), data.rocket(), data.immunohistochemistry()]
     out = []
@@ -49,10 +49,10 @@ def main() -> None:
     import torch
 
     import scvae
-    from segtool.cluster import spectral_labels
-    from segtool.codes import CodeExtractor
-    from segtool.methods import default_pipeline
-    from segtool.segmenters import GrabCutSegmenter, SCVAESegmenter
+    from segtool.pipeline.cluster import spectral_labels
+    from segtool.pipeline.extract import CodeExtractor
+    from segtool.pipeline.registry import default_pipeline
+    from segtool.pipeline.segmenters import GrabCutSegmenter, SCVAESegmenter
 
     images = sample_images(args.images)
     n = len(images)

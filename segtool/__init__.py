@@ -2,9 +2,9 @@
 
 Library use (everything the CLI does is reachable from Python):
 
-    from segtool.imageio import load_image
-    from segtool.methods import MethodSpec, build_segmenter
-    from segtool.models import load_extractor
+    from segtool.io.images import load_image
+    from segtool.pipeline.registry import MethodSpec, build_segmenter
+    from segtool.pipeline.models import load_extractor
 
     seg = build_segmenter(MethodSpec("scvae"), extractor_factory=load_extractor)  # shipped model, defaults
     result = seg.segment(load_image("photo.jpg"))
@@ -17,7 +17,7 @@ __version__ = "0.1.0"
 def __getattr__(name):
     # Lazy: `import segtool` (and `segtool --help`) must not pay for torch and sklearn.
     if name in ("Segmenter", "SegmentResult"):
-        from . import segmenters
+        from segtool.pipeline import segmenters
 
         return getattr(segmenters, name)
     raise AttributeError(f"module 'segtool' has no attribute {name!r}")

@@ -1,4 +1,4 @@
-from segtool.cli import main
+from segtool.cli.app import main
 
 if __name__ == "__main__":
     main()

@@ -63,7 +63,7 @@ def tiny_model(tmp_path_factory) -> str:
 
 def run_cli(capsys, *argv) -> tuple[int, str, str]:
     """Run `segtool ARGV` in-process: (exit code, stdout, stderr)."""
-    from segtool.cli import main
+    from segtool.cli.app import main
 
     with pytest.raises(SystemExit) as info:
         main([str(a) for a in argv])

@@ -19,8 +19,8 @@ import pytest
 from PIL import Image, ImageFile
 
 import scvae
-from segtool.cli import main
-from segtool.imageio import load_image
+from segtool.cli.app import main
+from segtool.io.images import load_image
 
 from conftest import ROOT, run_cli, subprocess_env, tiny_config, tiny_model  # noqa: F401 (fixture)
 
@@ -197,14 +197,14 @@ def test_exif_rotation_puts_the_mask_where_the_viewer_sees_the_object(orientatio
     # A stand-in segmenter whose mask is "the bright pixels", so the mask must follow the marked
     # block into its displayed corner: orientation 6 turns the stored top-left to the top-right,
     # orientation 8 to the bottom-left.
-    import segtool.methods
-    from segtool.segmenters import SegmentResult, Segmenter
+    import segtool.pipeline.registry
+    from segtool.pipeline.segmenters import SegmentResult, Segmenter
 
     class Bright(Segmenter):
         def segment(self, image):
             return SegmentResult(image.mean(axis=2) > 128)
 
-    monkeypatch.setattr(segtool.methods, "build_segmenter", lambda *a, **k: Bright())
+    monkeypatch.setattr(segtool.pipeline.registry, "build_segmenter", lambda *a, **k: Bright())
     path = tmp_path / "in" / "photo.jpg"
     path.parent.mkdir()
     path.write_bytes(with_orientation(_marked(), orientation))

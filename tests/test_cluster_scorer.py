@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from segtool.cluster_cues import CUE_NAMES, cluster_cues
-from segtool.cluster_scorer import ClusterScorer, fit_scorer, load_scorer, shipped_scorers
+from segtool.pipeline.foreground.cues import CUE_NAMES, cluster_cues
+from segtool.pipeline.foreground.scorer import ClusterScorer, fit_scorer, load_scorer, shipped_scorers
 from segtool.errors import SegtoolError
-from segtool.foreground import select_foreground
+from segtool.pipeline.foreground.rules import select_foreground
 
 from conftest import subprocess_env
 
@@ -189,15 +189,15 @@ def test_a_fit_over_several_sets_weighs_each_set_the_same():
     ("colour-pipeline[k=2]", (), 2, "none", "scored"),
 ])
 def test_each_rule_brings_its_measured_settings_unless_told_otherwise(method, consensus, k, refine, rule):
-    from segtool.methods import build_segmenter, parse_method
+    from segtool.pipeline.registry import build_segmenter, parse_method
 
     cfg = build_segmenter(parse_method(method)).cfg
     assert (cfg.consensus, cfg.k, cfg.refine, cfg.rule) == (consensus, k, refine, rule)
 
 
 def test_rule_option_reaches_the_pipeline_and_bad_rules_are_usage_errors(tmp_path, capsys):
-    from segtool.methods import MethodSpec, build_segmenter
-    from segtool.segment_cmd import pipeline_options
+    from segtool.pipeline.registry import MethodSpec, build_segmenter
+    from segtool.cli.segment import pipeline_options
 
     cfg = build_segmenter(MethodSpec("colour-pipeline"), cli=pipeline_options(None, None, None, "simple")).cfg
     assert (cfg.rule, cfg.consensus, cfg.refine) == ("simple", (2, 3, 4), "grabcut")

@@ -7,9 +7,9 @@ import pytest
 import scipy.io
 from PIL import Image
 
-from segtool.datasets import (CubReader, DatasetError, FlowersReader, FolderReader, IsicReader, Sample,
+from segtool.data.readers import (CubReader, DatasetError, FlowersReader, FolderReader, IsicReader, Sample,
                               open_dataset)
-from segtool.protocol import iem_crop
+from segtool.evaluation.protocol import iem_crop
 
 H, W = 30, 40
 

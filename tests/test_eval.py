@@ -17,8 +17,8 @@ import pytest
 from PIL import Image
 
 import scvae
-from segtool.cli import main
-from segtool.noise import add_gaussian_noise, parse_noise_levels
+from segtool.cli.app import main
+from segtool.evaluation.noise import add_gaussian_noise, parse_noise_levels
 
 from conftest import ROOT, subprocess_env, tiny_config, tiny_model  # noqa: F401 (fixture)
 
@@ -176,10 +176,10 @@ def test_a_killed_run_resumes_to_the_uninterrupted_summary(dataset, tiny_model, 
             "--model", tiny_model, "--no-cache"]
     # The real command in its own process, slowed per image so that the kill lands mid-run on any machine.
     slowed = ("import sys, time\n"
-              "import segtool.evaluate as ev\n"
+              "import segtool.evaluation.runner as ev\n"
               "score = ev.score_mask\n"
               "ev.score_mask = lambda pred, gt: (time.sleep(0.25), score(pred, gt))[1]\n"
-              "from segtool.cli import main\n"
+              "from segtool.cli.app import main\n"
               "main(sys.argv[1:])\n")
     killed = tmp_path / "killed"
     proc = subprocess.Popen([sys.executable, "-c", slowed, *args, "--out", str(killed)], cwd=ROOT, env=subprocess_env(),
@@ -404,12 +404,12 @@ def test_eval_never_overwrites_a_users_files_in_out(dataset, tmp_path, capsys):
 
 
 def test_ctrl_c_keeps_the_rows_and_says_how_to_resume(dataset, tmp_path, capsys, monkeypatch):
-    import segtool.evaluate
+    import segtool.evaluation.runner
 
     def interrupted(plan, progress=None):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(segtool.evaluate, "run_eval", interrupted)
+    monkeypatch.setattr(segtool.evaluation.runner, "run_eval", interrupted)
     code, _, err = run_cli("eval", f"folder:{dataset}", "--methods", "ellipse", "--out", tmp_path / "run", capsys=capsys)
     last = err.strip().splitlines()[-1]
     assert code == 130 and last.startswith("segtool: interrupted") and "--resume" in last

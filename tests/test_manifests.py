@@ -14,10 +14,10 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from segtool.data_cli import data_app
-from segtool.dataset_manifests import (Manifest, extract_archive, fetch, list_manifests, load_manifest,
+from segtool.cli.data import data_app
+from segtool.data.manifests import (Manifest, extract_archive, fetch, list_manifests, load_manifest,
                                        parse_manifest, verify)
-from segtool.datasets import DatasetError, shipped_file
+from segtool.data.readers import DatasetError, shipped_file
 
 SHIPPED = ["cub200", "ffhq", "flowers102", "imagenet", "isic2016"]
 

@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 
 import scvae
-from segtool.cluster import kmeans_labels, spectral_labels
-from segtool.codes import CodeExtractor, model_input_size
-from segtool.foreground import cluster_boundary_connectivity, geodesic_background_probability, select_foreground
-from segtool.metrics import score_mask
+from segtool.pipeline.cluster import kmeans_labels, spectral_labels
+from segtool.pipeline.extract import CodeExtractor, model_input_size
+from segtool.pipeline.foreground.rules import cluster_boundary_connectivity, geodesic_background_probability, select_foreground
+from segtool.evaluation.metrics import score_mask
 
 from conftest import tiny_config
 
@@ -194,7 +194,7 @@ def test_codes_come_from_the_cache_the_second_time(counted_extractor):
     assert calls == [1]
     assert np.allclose(first, second, rtol=1e-2, atol=1e-3)
     # A noisy copy is other pixels: its own entry, encoded afresh.
-    from segtool.noise import add_gaussian_noise
+    from segtool.evaluation.noise import add_gaussian_noise
 
     extractor.extract([add_gaussian_noise(image, 0.1, seed=0, index=0)])
     assert calls == [1, 1]
@@ -258,7 +258,7 @@ def _smooth_photo(size: int = 96) -> np.ndarray:
 
 @pytest.mark.parametrize("sigma", [0.05, 0.1, 0.2])
 def test_noise_estimate_tracks_added_noise(sigma):
-    from segtool.noise import add_gaussian_noise, estimate_noise_sigma
+    from segtool.evaluation.noise import add_gaussian_noise, estimate_noise_sigma
 
     image, _ = _smooth_photo()
     assert estimate_noise_sigma(image) < 0.02
@@ -268,9 +268,9 @@ def test_noise_estimate_tracks_added_noise(sigma):
 
 
 def test_seeded_grabcut_snaps_to_the_object_and_skips_noisy_images():
-    from segtool.metrics import iou
-    from segtool.noise import add_gaussian_noise
-    from segtool.refine import grabcut_from_mask
+    from segtool.evaluation.metrics import iou
+    from segtool.evaluation.noise import add_gaussian_noise
+    from segtool.pipeline.refine import grabcut_from_mask
 
     image, disc = _smooth_photo()
     seed = np.zeros_like(disc)

@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 
 from segtool.errors import UsageError
-from segtool.methods import build_segmenter, parse_method
-from segtool.saliency import rbd_saliency
-from segtool.segmenters import RBDSegmenter
+from segtool.pipeline.registry import build_segmenter, parse_method
+from segtool.pipeline.saliency import rbd_saliency
+from segtool.pipeline.segmenters import RBDSegmenter
 
 
 def disc_image(size: int = 96, seed: int = 0):

@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 import scvae
-from segtool.cli import main
+from segtool.cli.app import main
 
 from conftest import ROOT, run_cli, subprocess_env, tiny_config, tiny_model  # noqa: F401 (fixture)
 
@@ -106,7 +106,7 @@ def test_help_is_fast_and_does_not_import_torch():
     assert "segment" in proc.stdout and "eval" in proc.stdout
     # torch alone takes ~2.3 s to import here; --help must not pay for it (generous bound for a loaded machine).
     assert elapsed < 8, elapsed
-    probe = ("import sys; from segtool.cli import main\n"
+    probe = ("import sys; from segtool.cli.app import main\n"
              "try:\n    main(['segment', '--help'])\nexcept SystemExit:\n    pass\n"
              "heavy = [m for m in ('torch', 'sklearn', 'cv2', 'datasets', 'scvae') if m in sys.modules]\n"
              "print('HEAVY', heavy)")

@@ -15,7 +15,7 @@ from conftest import PYTHON, subprocess_env
 def natural_images(size: int = 128) -> torch.Tensor:
     from skimage import data
 
-    from segtool.features import resize_image
+    from segtool.pipeline.features import resize_image
 
     out = []
     for img in (data.astronaut(), data.chelsea(), data.coffee()):

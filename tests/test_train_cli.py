@@ -7,7 +7,7 @@ import torch
 
 import scvae
 from scvae.run_checkpoints import CheckpointManager
-from segtool.cli import main
+from segtool.cli.app import main
 from segtool.training.recipe import available_recipes, load_recipe
 
 from conftest import tiny_config
@@ -160,7 +160,7 @@ def test_progress_display_is_closed_when_training_stops_early(tmp_path, monkeypa
     from PIL import Image
     from rich.console import Console
 
-    import segtool.training.run as run_module
+    import segtool.cli.train as run_module
     from scvae.train import Trainer, TrainingInterrupted
 
     images = tmp_path / "images"

@@ -1,1 +1,1 @@
-"""Shipped cluster scorers (JSON), one per pipeline method; see segtool.cluster_scorer."""
+"""Shipped cluster scorers (JSON), one per pipeline method; see segtool.pipeline.foreground.scorer."""

@@ -20,7 +20,7 @@ def read_log(path: Path) -> tuple[list[dict], list[dict]]:
 
 
 def plot_training_log(log_path: Path, png_path: Path) -> Path | None:
-    from ..figures import pyplot, save_png
+    from segtool.io.figures import pyplot, save_png
 
     plt = pyplot()
     steps, checkpoints = read_log(log_path)

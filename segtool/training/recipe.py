@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-from .data import DataConfig, TrainingDataError
+from segtool.training.data import DataConfig, TrainingDataError
 
 SECTIONS = ("model", "data", "train", "out", "description")
 
@@ -60,7 +60,7 @@ def find_recipe(name_or_path: str) -> tuple[str, str]:
 
 
 def parse_override(text: str) -> tuple[list[str], object]:
-    from ..yamltext import parse_scalar
+    from segtool.yamltext import parse_scalar
 
     key, sep, value = text.partition("=")
     keys = [k for k in key.strip().split(".") if k]
@@ -121,7 +121,7 @@ def build_recipe(name: str, source: str, raw: dict) -> Recipe:
 def load_recipe(name_or_path: str, overrides: list[str] | None = None) -> Recipe:
     import yaml
 
-    from ..yamltext import load_yaml
+    from segtool.yamltext import load_yaml
 
     name, text = find_recipe(name_or_path)
     try:

@@ -9,15 +9,15 @@ from pathlib import Path
 from rich.console import Console
 from rich.markup import escape
 
-from .errors import UsageError
+from segtool.errors import UsageError
 
 console = Console(stderr=True)
 
 
 def pipeline_options(k: int | None, method: str | None, refine: str | None, rule: str | None = None) -> dict:
-    from .foreground import RULES
-    from .refine import REFINEMENTS
-    from .segmenters import METHODS
+    from segtool.pipeline.foreground.rules import RULES
+    from segtool.pipeline.refine import REFINEMENTS
+    from segtool.pipeline.segmenters import METHODS
 
     if k is not None and k < 2:
         raise UsageError(f"--k {k}: need at least 2 clusters (one cluster cannot separate foreground from background)")
@@ -34,9 +34,9 @@ def run_segment(paths: list[str], *, k=None, method=None, refine=None, rule=None
                 as_json: bool = False, device: str = "auto", max_pixels: int = 100_000_000, batch_size: int = 8) -> int:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from .methods import MethodSpec, build_segmenter
-    from .models import load_extractor
-    from .segment_files import segment_files
+    from segtool.pipeline.registry import MethodSpec, build_segmenter
+    from segtool.pipeline.models import load_extractor
+    from segtool.segment import segment_files
 
     options = pipeline_options(k, method, refine, rule)
     segmenter = build_segmenter(MethodSpec("scvae"), cli=options,

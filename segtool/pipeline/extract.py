@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .features import resize_image
+from segtool.pipeline.features import resize_image
 
 DEFAULT_INPUT_SIDE = 256
 

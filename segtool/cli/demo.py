@@ -23,7 +23,7 @@ def main(argv: list[str] | None = None) -> int:
     sample_dir.mkdir(parents=True, exist_ok=True)
     sample = sample_dir / "chelsea.png"
     Image.fromarray(data.chelsea()).save(sample)
-    from .cli import main as cli_main
+    from segtool.cli.app import main as cli_main
 
     cli_main(["segment", str(sample), "--out", str(out)])
     return 0

@@ -49,7 +49,7 @@ def grabcut_from_mask(image: np.ndarray, mask: np.ndarray, iterations: int = 5, 
     """
     import cv2
 
-    from .noise import estimate_noise_sigma
+    from segtool.evaluation.noise import estimate_noise_sigma
 
     mask = mask.astype(bool)
     if mask.all() or not mask.any() or estimate_noise_sigma(image) > max_noise:

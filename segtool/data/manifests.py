@@ -18,7 +18,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Callable
 
-from .datasets import DatasetError
+from segtool.data.readers import DatasetError
 
 MANIFEST_PACKAGE = "segtool.manifests"
 CHUNK_BYTES = 1 << 20
@@ -232,7 +232,7 @@ def load_manifest(name: str) -> Manifest:
     """A shipped manifest by name or alias (flowers102 | flowers, cub200 | cub, ...) or a YAML path."""
     import yaml
 
-    from .yamltext import load_yaml
+    from segtool.yamltext import load_yaml
 
     if name.endswith((".yaml", ".yml")):
         path = Path(name).expanduser()
@@ -383,7 +383,7 @@ def _verify_layout(manifest: Manifest, root: Path, report: VerifyReport) -> None
 
 
 def _verify_split_files(manifest: Manifest, root: Path, report: VerifyReport) -> None:
-    from .datasets import shipped_file
+    from segtool.data.readers import shipped_file
 
     downloaded = {entry.name for entry in manifest.files}
     for entry in manifest.split_files:
@@ -408,7 +408,7 @@ def _verify_split_files(manifest: Manifest, root: Path, report: VerifyReport) ->
 
 def _verify_reader(manifest: Manifest, root: Path, report: VerifyReport) -> None:
     """The evaluation reader's own view: every test image and mask it will open must exist."""
-    from .datasets import open_dataset
+    from segtool.data.readers import open_dataset
 
     try:
         count = len(open_dataset(manifest.eval_dataset, root).samples())
@@ -460,7 +460,7 @@ def _download(entry: ManifestFile, root: Path, progress) -> Path:
     import urllib.error
     import urllib.request
 
-    from . import __version__
+    from segtool import __version__
 
     target = root / entry.name
     partial = target.with_name(target.name + ".part")

@@ -16,7 +16,7 @@ import os
 from pathlib import Path
 from typing import Iterable
 
-from .errors import InputError, UsageError
+from segtool.errors import InputError, UsageError
 
 RESULT_FIELDS = ["dataset", "method", "noise", "index", "id", "iou", "dice", "iem_iou", "iem_dice", "inverse_better",
                  "foreground_fraction", "truth_fraction", "seconds"]

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import InputError, UsageError
+from segtool.errors import InputError, UsageError
 
 LEDGER = ".segtool-outputs.json"
 

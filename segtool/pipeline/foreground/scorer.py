@@ -1,4 +1,4 @@
-"""The cluster scorer: how likely a cluster is to be object, from its cues (segtool.cluster_cues).
+"""The cluster scorer: how likely a cluster is to be object, from its cues (segtool.pipeline.foreground.cues).
 
 A logistic regression over the nine standardised cues: ten numbers per feature set, stored as
 JSON under segtool/scorers/. It is fit once, offline, on the masks of a selection subset
@@ -18,8 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .cluster_cues import CUE_NAMES
-from .errors import SegtoolError
+from segtool.pipeline.foreground.cues import CUE_NAMES
+from segtool.errors import SegtoolError
 
 SHIPPED_DIR = "scorers"
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from .recipe import Recipe, load_recipe
+from segtool.training.recipe import Recipe, load_recipe
 
 # soft_wrap: redirected output is read as a log; rich would otherwise break lines at 80 columns.
 console = Console(stderr=True, soft_wrap=True)
@@ -85,7 +85,7 @@ class RichHooks:
             self.progress.update(self.task, completed=step)
 
     def on_checkpoint(self, step: int, path: Path, val: dict) -> None:
-        from .plots import plot_training_log
+        from segtool.training.plots import plot_training_log
 
         extra = f" | val PSNR {val['val_psnr']:.2f} dB SSIM {val['val_ssim']:.3f}" if val else ""
         self.progress.console.print(f"checkpoint {path}{extra}")
@@ -110,7 +110,7 @@ def run_training(recipe_ref: str, overrides: list[str], data_root: str | None, o
 
     from scvae.train import Trainer
 
-    from .data import AugmentedImages, TrainingDataError, load_image_sets, validation_tensor
+    from segtool.training.data import AugmentedImages, TrainingDataError, load_image_sets, validation_tensor
 
     out_dir = Path(out or recipe.out)
     existing = (out_dir / "checkpoints").is_dir() and any((out_dir / "checkpoints").iterdir())

@@ -15,7 +15,7 @@ import typer
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Unsupervised image segmentation with an SC-VAE backbone.")
-from .data_cli import data_app  # noqa: E402  (typer only; heavy imports live inside the commands)
+from segtool.cli.data import data_app  # noqa: E402  (typer only; heavy imports live inside the commands)
 
 app.add_typer(data_app, name="data")
 
@@ -37,7 +37,7 @@ def segment(
     batch_size: int = typer.Option(8, "--batch-size", min=1, help="Images encoded together."),
 ):
     """Segment images: writes a 0/255 mask, an overlay and a cluster map per image."""
-    from .segment_cmd import run_segment
+    from segtool.cli.segment import run_segment
 
     code = run_segment(paths, k=k, method=method, refine=refine, rule=rule, model=model, out=out, as_json=json_, device=device,
                        max_pixels=max_pixels, batch_size=batch_size)
@@ -71,7 +71,7 @@ def eval_(
     cache: bool = typer.Option(True, "--cache/--no-cache", help="Cache codes on disk (keyed by model, image, noise)."),
 ):
     """Evaluate on a benchmark with the IEM protocol: strict and IEM IoU/DICE per method and noise level."""
-    from .eval_cmd import run_eval_command
+    from segtool.cli.eval import run_eval_command
 
     run_eval_command(datasets, data_root=data_root, k=k, method=method, refine=refine, rule=rule, methods=methods, compare=compare,
                      noise=noise, limit=limit, stride=stride, out=out, resume=resume, image_resize=image_resize, model=model,
@@ -90,7 +90,7 @@ def train(
     device: str = typer.Option("auto", "--device", help="auto | cpu | cuda"),
 ):
     """Train an SC-VAE from a recipe, on CPU, one GPU, or many under torchrun."""
-    from .training.run import run_training
+    from segtool.cli.train import run_training
 
     path = run_training(recipe, list(set_), str(data_root) if data_root else None, str(out) if out else None,
                         max_steps, resume, dry_run, device)
@@ -100,7 +100,7 @@ def train(
 
 def _error_types():
     """Expected failures and their exit codes; anything else is a bug and keeps its traceback."""
-    from .errors import SegtoolError
+    from segtool.errors import SegtoolError
 
     table: list[tuple[type, int]] = [(SegtoolError, -1)]
     try:
@@ -110,8 +110,8 @@ def _error_types():
         table += [(CheckpointError, 1), (TrainingDiverged, 1)]
     except ImportError:
         pass
-    from .training.data import TrainingDataError
-    from .training.recipe import RecipeError
+    from segtool.training.data import TrainingDataError
+    from segtool.training.recipe import RecipeError
 
     table += [(RecipeError, 2), (TrainingDataError, 1), (FileExistsError, 2)]
     return table
@@ -165,7 +165,7 @@ def _report(exc: Exception, debug: bool) -> None:
         if os.environ.get("RANK", "0") == "0":
             typer.echo(f"segtool: interrupted at step {exc.step}; {where}rerun with --resume to continue", err=True)
         sys.exit(130)
-    from .errors import Interrupted
+    from segtool.errors import Interrupted
 
     if isinstance(exc, Interrupted):
         typer.echo(f"segtool: {exc}", err=True)

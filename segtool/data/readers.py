@@ -17,7 +17,7 @@ from pathlib import Path, PurePosixPath
 
 import numpy as np
 
-from .errors import InputError
+from segtool.errors import InputError
 
 DATASET_NAMES = ("flowers", "cub", "isic", "folder:PATH")
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")

@@ -7,7 +7,7 @@ connectivity, or the cluster scorer) picks the foreground clusters -> upsampling
 what makes the comparison between codes and colour an honest ablation.
 
 Add a method by subclassing `Segmenter` (or `GridClusterSegmenter`) and naming it in
-`segtool.methods`.
+`segtool.pipeline.registry`.
 """
 
 from __future__ import annotations
@@ -16,11 +16,11 @@ import time
 from dataclasses import asdict, dataclass, field
 import numpy as np
 
-from .cluster import kmeans_labels, spectral_labels
-from .features import colour_grid, position_grid, standardise, transform_codes
-from .foreground import select_foreground
-from .params import Flag, Number, OneOf, Text, Whole, WholeList, check_dataclass, check_params
-from .refine import clean_mask, refine_mask, upsample_mask
+from segtool.pipeline.cluster import kmeans_labels, spectral_labels
+from segtool.pipeline.features import colour_grid, position_grid, standardise, transform_codes
+from segtool.pipeline.foreground.rules import select_foreground
+from segtool.params import Flag, Number, OneOf, Text, Whole, WholeList, check_dataclass, check_params
+from segtool.pipeline.refine import clean_mask, refine_mask, upsample_mask
 
 METHODS = ("spectral", "kmeans")
 
@@ -95,9 +95,9 @@ class ClusterSettings:
 
 def cluster_limits() -> dict:
     """The declared type and range of every ClusterSettings field."""
-    from .cluster import AFFINITIES
-    from .foreground import RULES
-    from .refine import REFINEMENTS
+    from segtool.pipeline.cluster import AFFINITIES
+    from segtool.pipeline.foreground.rules import RULES
+    from segtool.pipeline.refine import REFINEMENTS
 
     return {
         "k": Whole(2, 100_000), "method": OneOf(METHODS), "affinity": OneOf(AFFINITIES),
@@ -114,7 +114,7 @@ class GridClusterSegmenter(Segmenter):
     def __init__(self, settings: ClusterSettings | None = None):
         self.cfg = settings or ClusterSettings()
         if self.cfg.rule == "scored":
-            from .cluster_scorer import load_scorer_cached
+            from segtool.pipeline.foreground.scorer import load_scorer_cached
 
             load_scorer_cached(self.cfg.scorer or self.name)  # a bad scorer fails here, before any work
 
@@ -191,13 +191,13 @@ class ColourSegmenter(GridClusterSegmenter):
 
 @dataclass
 class CodeFeatureSettings:
-    transform: str = "raw"        # see segtool.features.transform_codes
+    transform: str = "raw"        # see segtool.pipeline.features.transform_codes
     pca_dims: int = 16
     colour_weight: float = 0.0    # append standardised Lab colour with this weight (0: codes only)
     smooth: int = 0               # box-filter radius over the grid before clustering
 
     def __post_init__(self) -> None:
-        from .features import CODE_TRANSFORMS
+        from segtool.pipeline.features import CODE_TRANSFORMS
 
         check_dataclass(self, {"transform": OneOf(CODE_TRANSFORMS), "pca_dims": Whole(1, 4096),
                                "colour_weight": Number(0, 1e6), "smooth": Whole(0, 64)})
@@ -246,7 +246,7 @@ class PipelineColourSegmenter(SCVAESegmenter):
         self.input_side, self.factor = input_side, factor
 
     def feature_grids(self, images: list[np.ndarray]) -> list[np.ndarray]:
-        from .codes import model_input_size
+        from segtool.pipeline.extract import model_input_size
 
         grids = []
         for image in images:
@@ -316,7 +316,7 @@ RBD_LIMITS = {"n_segments": Whole(10, 5000), "compactness": Number(0, None, abov
 
 class RBDSegmenter(Segmenter):
     """Robust background detection saliency (Zhu et al., CVPR 2014) over SLIC superpixels,
-    thresholded with Otsu (segtool.saliency). `link_boundary` joins the border superpixels into
+    thresholded with Otsu (segtool.pipeline.saliency). `link_boundary` joins the border superpixels into
     one region for the geodesic distances, as in the paper; the sigmas and mu are the paper's."""
 
     name = "rbd"
@@ -340,7 +340,7 @@ class RBDSegmenter(Segmenter):
                 "mu": self.mu}
 
     def segment(self, image: np.ndarray) -> SegmentResult:
-        from .saliency import rbd_mask
+        from segtool.pipeline.saliency import rbd_mask
 
         started = time.perf_counter()
         mask = rbd_mask(image, **self.settings())

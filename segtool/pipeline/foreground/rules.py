@@ -11,7 +11,7 @@ geodesic:  per cell p, with geodesic distances d(p, q) along the 4-connected gri
            BndCon(p) = Len / sqrt(Area), bgProb(p) = 1 - exp(-BndCon^2 / 2). A cluster whose
            mean bgProb is below the threshold (0.3) is foreground. Edge differences below half
            a median edge count as zero (texture, not boundary).
-scored:    a cluster is foreground if the cluster scorer (segtool.cluster_scorer: a logistic
+scored:    a cluster is foreground if the cluster scorer (segtool.pipeline.foreground.scorer: a logistic
            regression over scale-free cues of position, shape, border contact and feature contrast,
            fit offline on a selection subset's masks) gives it P(object) above 1/2; its score is
            the background probability 1 - P(object).
@@ -99,8 +99,8 @@ def select_foreground(labels: np.ndarray, rule: str = "simple", threshold: float
         scores = {int(c): float(bg[labels == c].mean()) for c in np.unique(labels)}
         threshold = 0.3 if threshold is None else threshold
     elif rule == "scored":
-        from .cluster_cues import cluster_cues
-        from .cluster_scorer import load_scorer_cached
+        from segtool.pipeline.foreground.cues import cluster_cues
+        from segtool.pipeline.foreground.scorer import load_scorer_cached
 
         if features is None:
             raise ValueError("the scored rule needs the feature grid")

@@ -23,9 +23,9 @@ from typing import Callable
 
 import numpy as np
 
-from .eval_results import ResultWriter, merge_run_record, read_results, write_run_record
-from .metrics import score_mask
-from .noise import add_gaussian_noise
+from segtool.evaluation.results import ResultWriter, merge_run_record, read_results, write_run_record
+from segtool.evaluation.metrics import score_mask
+from segtool.evaluation.noise import add_gaussian_noise
 
 FORMAT_VERSION = 2
 SELECTION_STRIDE = 3      # settings are chosen and scorers fit on every third image (index % 3 == 0)
@@ -34,7 +34,7 @@ SUBSETS = ("all", "selection", "held-out")
 
 @dataclass
 class EvalPlan:
-    datasets: list                        # segtool.datasets.DatasetReader, each with a distinct name
+    datasets: list                        # segtool.data.readers.DatasetReader, each with a distinct name
     methods: list[tuple[str, object]]     # (label, Segmenter)
     noise_levels: list[float] = field(default_factory=lambda: [0.0])
     limit: int | None = None
@@ -212,7 +212,7 @@ def plan_samples(plan: EvalPlan, reader) -> list[tuple[int, object]]:
 def _run_dataset(plan: EvalPlan, reader, samples: list, done: set, writer: "ResultWriter", finished: int, total: int,
                  progress) -> int:
     """Evaluate one dataset of the plan in batches; returns the updated count of finished rows."""
-    from .protocol import iem_crop
+    from segtool.evaluation.protocol import iem_crop
 
     def pending_key(label, noise, sample):
         return (reader.name, label, round(noise, 6), sample.id)
@@ -317,7 +317,7 @@ def _json_default(value):
 
 def plot_noise_sweep(results: list[dict], path: Path, dataset: str) -> Path:
     """IoU against sigma, one curve per method (strict solid, IEM dashed): the paper's Fig. 10."""
-    from .figures import pyplot, save_png
+    from segtool.io.figures import pyplot, save_png
 
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(6.5, 4.2))

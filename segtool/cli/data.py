@@ -49,7 +49,7 @@ def list_command() -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from .dataset_manifests import list_manifests, load_manifest
+    from segtool.data.manifests import list_manifests, load_manifest
 
     table = Table(box=None, pad_edge=False)
     for column in ("name", "eval name", "title", "download"):
@@ -67,7 +67,7 @@ def info(name: str = typer.Argument(..., help="A dataset name (flowers102, cub20
     from rich.console import Console
     from rich.table import Table
 
-    from .dataset_manifests import load_manifest
+    from segtool.data.manifests import load_manifest
 
     manifest = load_manifest(name)
     console = Console()
@@ -109,7 +109,7 @@ def verify(
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a bar while checksumming large files."),
 ) -> None:
     """Check a local copy: files, checksums, layout, counts, split lists. Exit 1 on any problem."""
-    from .dataset_manifests import load_manifest, verify as verify_copy
+    from segtool.data.manifests import load_manifest, verify as verify_copy
 
     report = verify_copy(load_manifest(name), data_root, progress=progress)
     _print_report(report)
@@ -124,7 +124,7 @@ def fetch(
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show download progress bars."),
 ) -> None:
     """Download the public files of a dataset, check their checksums, unpack, then verify."""
-    from .dataset_manifests import fetch as fetch_files, load_manifest, verify as verify_copy
+    from segtool.data.manifests import fetch as fetch_files, load_manifest, verify as verify_copy
 
     manifest = load_manifest(name)
     for path in fetch_files(manifest, data_root, progress=progress):

@@ -18,7 +18,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
-from .errors import UsageError
+from segtool.errors import UsageError
 
 METHOD_NAMES = ("scvae", "colour-pipeline", "colour", "grabcut", "ellipse", "rbd")
 MODEL_METHODS = ("scvae",)
@@ -55,7 +55,7 @@ def split_top_level(text: str) -> list[str]:
 
 
 def parse_method(text: str) -> MethodSpec:
-    from .yamltext import parse_scalar
+    from segtool.yamltext import parse_scalar
 
     text = text.strip()
     name, _, rest = text.partition("[")
@@ -92,7 +92,7 @@ def default_pipeline():
     K-means at k = 3, 4, 6 and 8, the cluster scorer picking each clustering's foreground,
     the clusterings voting per cell, holes filled and specks (< 2% of the image) dropped.
     An explicit --k replaces the vote by that one clustering."""
-    from .segmenters import ClusterSettings, CodeFeatureSettings
+    from segtool.pipeline.segmenters import ClusterSettings, CodeFeatureSettings
 
     cluster = ClusterSettings(k=4, method="kmeans", position_weight=1.0, consensus=(3, 4, 6, 8), rule="scored",
                               refine="none", fill_holes=True, min_part=0.02)
@@ -102,7 +102,7 @@ def default_pipeline():
 def build_segmenter(spec: MethodSpec, *, extractor_factory=None, cli: dict | None = None):
     """A configured Segmenter for a method spec. `cli` holds --k/--method/--refine values that
     apply to the pipeline methods (scvae, colour-pipeline) unless the brackets override them."""
-    from .segmenters import (ClusterSettings, ColourSegmenter, EllipseSegmenter, GrabCutSegmenter,
+    from segtool.pipeline.segmenters import (ClusterSettings, ColourSegmenter, EllipseSegmenter, GrabCutSegmenter,
                              PipelineColourSegmenter, RBDSegmenter, SCVAESegmenter)
 
     overrides = dict(spec.overrides)
@@ -128,7 +128,7 @@ def build_segmenter(spec: MethodSpec, *, extractor_factory=None, cli: dict | Non
             if spec.name == "scvae":
                 if extractor_factory is None:
                     raise UsageError("the scvae method needs a model")
-                from .models import LazyExtractor
+                from segtool.pipeline.models import LazyExtractor
 
                 return SCVAESegmenter(LazyExtractor(extractor_factory), cluster, codes)
             return PipelineColourSegmenter(cluster, codes)
@@ -154,8 +154,8 @@ def build_segmenter(spec: MethodSpec, *, extractor_factory=None, cli: dict | Non
 def clustering_grid(segmenter, height: int, width: int) -> tuple[int, int] | None:
     """The h x w grid a segmenter clusters for an image of this size, or None when it clusters no
     grid (GrabCut, ellipse, RBD). For the SC-VAE this loads the model: the grid follows its downsampling."""
-    from .codes import model_input_size
-    from .segmenters import ColourSegmenter, PipelineColourSegmenter, SCVAESegmenter
+    from segtool.pipeline.extract import model_input_size
+    from segtool.pipeline.segmenters import ColourSegmenter, PipelineColourSegmenter, SCVAESegmenter
 
     if isinstance(segmenter, PipelineColourSegmenter):
         h, w = model_input_size(height, width, side=segmenter.input_side, multiple=segmenter.factor)

@@ -28,7 +28,7 @@ CUE_NAMES = ("boundary_connectivity", "border_share", "size", "centre_distance",
 def cluster_cues(labels: np.ndarray, features: np.ndarray) -> tuple[np.ndarray, list[int]]:
     """Cues [clusters, len(CUE_NAMES)] of a label grid [h, w] over a feature grid [h, w, C],
     and the cluster ids in the same order."""
-    from .foreground import border_cells
+    from segtool.pipeline.foreground.rules import border_cells
 
     h, w = labels.shape
     if features.shape[:2] != (h, w):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .errors import UsageError
+from segtool.errors import UsageError
 
 DEVICES = ("auto", "cpu", "cuda")
 
@@ -23,7 +23,7 @@ def load_extractor(model: str | None = None, device: str = "auto", batch_size: i
     """A CodeExtractor around the named or shipped model (CheckpointError if it cannot load)."""
     import scvae
 
-    from .codes import CodeExtractor, default_cache_dir
+    from segtool.pipeline.extract import CodeExtractor, default_cache_dir
 
     dev = resolve_device(device)
     if model is None and scvae.DEFAULT_MODEL not in scvae.available_models():

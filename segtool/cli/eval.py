@@ -8,7 +8,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.markup import escape
 
-from .errors import Interrupted, UsageError
+from segtool.errors import Interrupted, UsageError
 
 console = Console(stderr=True)
 IMAGE_RESIZE = ("bilinear", "nearest")
@@ -27,7 +27,7 @@ def default_out_dir(names: list[str]) -> Path:
 def check_dataset_spec(dataset: str, data_root) -> None:
     """Dataset names and --data-root are command-line choices: a wrong one is a usage error (exit 2);
     what is found on disk is checked by the reader (exit 1)."""
-    from .datasets import DATA_ROOT_HINTS, DATASET_NAMES, READERS
+    from segtool.data.readers import DATA_ROOT_HINTS, DATASET_NAMES, READERS
 
     spec = dataset.strip()
     if spec.lower().startswith("folder:"):
@@ -52,7 +52,7 @@ def _screen() -> Console:
 def _score_table(title: str, results: list[dict], held_out: bool, first_col: str = "images"):
     from rich.table import Table
 
-    from .evaluate import format_percent
+    from segtool.evaluation.runner import format_percent
 
     # Labels such as "scvae[k=3]" are escaped: rich would read the brackets as markup and drop them.
     table = Table(title=escape(title))
@@ -114,15 +114,15 @@ def run_eval_command(datasets: str | list[str], *, data_root=None, k=None, metho
                      model=None, device="auto", batch_size=32, seed=0, cache=True, subset="all") -> dict:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-    from .datasets import open_dataset
-    from .eval_results import check_out_dir
-    from .evaluate import EvalPlan, run_eval
-    from .methods import build_segmenter, k_beyond_grid, parse_method_list
-    from .models import load_extractor
-    from .noise import parse_noise_levels
-    from .segment_cmd import pipeline_options
+    from segtool.data.readers import open_dataset
+    from segtool.evaluation.results import check_out_dir
+    from segtool.evaluation.runner import EvalPlan, run_eval
+    from segtool.pipeline.registry import build_segmenter, k_beyond_grid, parse_method_list
+    from segtool.pipeline.models import load_extractor
+    from segtool.evaluation.noise import parse_noise_levels
+    from segtool.cli.segment import pipeline_options
 
-    from .evaluate import SUBSETS
+    from segtool.evaluation.runner import SUBSETS
 
     if subset not in SUBSETS:
         raise UsageError(f"--subset {subset!r}: choose {', '.join(SUBSETS)}")
@@ -171,7 +171,7 @@ def run_eval_command(datasets: str | list[str], *, data_root=None, k=None, metho
         if problem:
             raise UsageError(f"method {label}: {problem} at the {plan.size}x{plan.size} evaluation crop; "
                              "choose a smaller --k")
-    from .evaluate import check_resume, plan_samples
+    from segtool.evaluation.runner import check_resume, plan_samples
 
     if resume:
         check_resume(plan)

@@ -13,10 +13,10 @@ from typing import Callable
 
 import numpy as np
 
-from .errors import InputError, UsageError
-from .imageio import DEFAULT_MAX_PIXELS, load_image, looks_like_image
-from .methods import k_beyond_grid
-from .outputs import OutputDir, cluster_image, overlay_image
+from segtool.errors import InputError, UsageError
+from segtool.io.images import DEFAULT_MAX_PIXELS, load_image, looks_like_image
+from segtool.pipeline.registry import k_beyond_grid
+from segtool.io.outputs import OutputDir, cluster_image, overlay_image
 
 GLOB_CHARS = set("*?[")
 

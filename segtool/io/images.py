@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import InputError
+from segtool.errors import InputError
 
 DEFAULT_MAX_PIXELS = 100_000_000
 MIN_SIDE = 8
