@@ -13,7 +13,7 @@ import argparse
 
 def main() -> None:
     import scvae
-    from scvae.train import evaluate_reconstruction
+    from scvae.training.metrics import evaluate_reconstruction
     from segtool.training.data import DataConfig, load_image_sets, validation_tensor
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)

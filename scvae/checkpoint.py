@@ -27,6 +27,23 @@ class CheckpointError(ValueError):
     """A checkpoint that cannot be loaded; the message names the file and the reason."""
 
 
+# Backbones a checkpoint can hold: model_type -> (config class, model class). The type is stored in
+# the weights' metadata, so a second backbone plugs in with one `register_model_type` call and no
+# new branches here; checkpoints without the field are SC-VAEs (every checkpoint written before it).
+MODEL_TYPES: dict[str, tuple[type, type]] = {"scvae": (SCVAEConfig, SCVAE)}
+DEFAULT_MODEL_TYPE = "scvae"
+
+
+def register_model_type(name: str, config_cls: type, model_cls: type) -> None:
+    """Make checkpoints of another backbone loadable: `config_cls.from_dict(dict)` builds its config,
+    `model_cls(config)` the module, and `model_cls.model_type` names it when saving."""
+    MODEL_TYPES[name] = (config_cls, model_cls)
+
+
+def model_type_of(model) -> str:
+    return getattr(type(model), "model_type", DEFAULT_MODEL_TYPE)
+
+
 def save_model(model: SCVAE, directory: str | os.PathLike, extra_metadata: dict[str, str] | None = None) -> Path:
     """Write `directory/model.safetensors` and `directory/config.json`, each atomically."""
     from safetensors.torch import save
@@ -35,15 +52,18 @@ def save_model(model: SCVAE, directory: str | os.PathLike, extra_metadata: dict[
     directory.mkdir(parents=True, exist_ok=True)
     config_json = json.dumps(model.config.to_dict(), indent=2, sort_keys=True)
     state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
-    metadata = {"format": FORMAT, "config": config_json, **(extra_metadata or {})}
+    metadata = {"format": FORMAT, "model_type": model_type_of(model), "config": config_json, **(extra_metadata or {})}
     atomic_write_bytes(directory / WEIGHTS_FILE, save(state, metadata=metadata))
     atomic_write_text(directory / CONFIG_FILE, config_json + "\n")
     return directory
 
 
-def _config_from_json(text: str, source: Path) -> SCVAEConfig:
+def _config_from_json(text: str, source: Path, model_type: str = DEFAULT_MODEL_TYPE):
+    if model_type not in MODEL_TYPES:
+        raise CheckpointError(f"{source}: model type {model_type!r} is not known here (known: {', '.join(MODEL_TYPES)})")
+    config_cls = MODEL_TYPES[model_type][0]
     try:
-        return SCVAEConfig.from_dict(json.loads(text))
+        return config_cls.from_dict(json.loads(text))
     except (json.JSONDecodeError, TypeError, ValueError) as exc:
         raise CheckpointError(f"{source}: invalid model config ({exc})") from None
 
@@ -75,19 +95,26 @@ def _unpickler_reason(exc: Exception) -> str:
     return (lines[0].split(". Please")[0] if lines else "unsupported content")[:160]
 
 
-def _read_torch_file(path: Path) -> tuple[dict[str, torch.Tensor], SCVAEConfig | None]:
+def safe_torch_load(path: Path, what: str, map_location="cpu"):
+    """`torch.load(weights_only=True)`: plain tensors and containers only, never pickled code.
+    `what` names the file's role in the messages ("weights file", "training state")."""
     import pickle
     import warnings
 
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # torch warns about unusual pickle protocols before refusing them
-            obj = torch.load(path, map_location="cpu", weights_only=True)
+            return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
-        raise CheckpointError(f"{path}: refused: not a plain weights file; unpickling it could run code "
+        raise CheckpointError(f"{path}: refused: not a plain {what}; unpickling it could run code "
                               f"({_unpickler_reason(exc)})") from None
     except (RuntimeError, EOFError, OSError, ValueError) as exc:
-        raise CheckpointError(f"{path}: not a readable checkpoint, truncated or corrupt ({str(exc).splitlines()[0][:160]})") from None
+        raise CheckpointError(f"{path}: not a readable {what}, truncated or corrupt "
+                              f"({str(exc).splitlines()[0][:160]})") from None
+
+
+def _read_torch_file(path: Path) -> tuple[dict[str, torch.Tensor], SCVAEConfig | None]:
+    obj = safe_torch_load(path, "weights file")
     if isinstance(obj, dict) and "state_dict" in obj:
         config = None
         if isinstance(obj.get("config"), dict):
@@ -119,11 +146,13 @@ def resolve_checkpoint_files(path: str | os.PathLike) -> tuple[Path, Path | None
 def load_model(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> SCVAE:
     """Build an SCVAE from a checkpoint directory, a .safetensors file or a .pt/.pth file."""
     weights, config_file = resolve_checkpoint_files(path)
-    config: SCVAEConfig | None = None
+    config = None
+    model_type = DEFAULT_MODEL_TYPE
     if weights.suffix == ".safetensors":
         state, metadata = _read_safetensors(weights)
+        model_type = metadata.get("model_type", DEFAULT_MODEL_TYPE)
         if "config" in metadata:
-            config = _config_from_json(metadata["config"], weights)
+            config = _config_from_json(metadata["config"], weights, model_type)
     else:
         state, config = _read_torch_file(weights)
     if config is None and config_file is not None:
@@ -131,10 +160,10 @@ def load_model(path: str | os.PathLike, map_location: str | torch.device = "cpu"
             text = config_file.read_text(encoding="utf-8")
         except UnicodeDecodeError:
             raise CheckpointError(f"{config_file}: not a text file (a model config is UTF-8 JSON)") from None
-        config = _config_from_json(text, config_file)
+        config = _config_from_json(text, config_file, model_type)
     if config is None:
         raise CheckpointError(f"{weights}: no model config found (neither in the file nor a {CONFIG_FILE} beside it)")
-    model = SCVAE(config)
+    model = MODEL_TYPES[model_type][1](config)
     missing, unexpected = _compare_keys(model, state)
     if missing or unexpected:
         detail = []

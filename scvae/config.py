@@ -52,7 +52,7 @@ def coerce_numbers(cls, data: dict) -> dict:
 
 
 # Declared limits: far beyond any sensible model, far below what would exhaust a machine before
-# a check could run. Checked by validate(), so a recipe, --set or a checkpoint's config.json
+# a check could run. Checked by validate(), so a recipe, an override or a checkpoint's config.json
 # with 10^9 atoms is refused in one line instead of allocating.
 LIMITS = (("d", 0, 10), ("base_channels", 1, 4096), ("max_channels", 1, 8192), ("num_res_blocks", 1, 16),
           ("in_channels", 1, 64), ("code_dim", 1, 16384), ("num_atoms", 1, 16384), ("lista_steps", 1, 1000),

@@ -23,7 +23,18 @@ class SCVAEOutput:
 
 
 class SCVAE(nn.Module):
-    """Images in [-1, 1], shape [B, 3, H, W] with H, W divisible by 2^d."""
+    """The sparse-coding VAE: encoder, LISTA sparse coding over a DCT dictionary, decoder.
+
+    Parameters
+    ----------
+    config : SCVAEConfig
+        The architecture (scvae.config); `scvae.preset(name)` gives the paper's and the CPU ones.
+
+    Images are in [-1, 1], shape [B, 3, H, W] with H and W divisible by 2^d; `sparse_codes`
+    gives [B, H/2^d, W/2^d, K].
+    """
+
+    model_type = "scvae"   # names the backbone in checkpoints (scvae.checkpoint.MODEL_TYPES)
 
     def __init__(self, config: SCVAEConfig):
         super().__init__()

@@ -13,7 +13,7 @@ from typing import Callable
 
 import numpy as np
 
-from segtool.errors import InputError, UsageError
+from segtool.errors import InputError
 from segtool.io.images import DEFAULT_MAX_PIXELS, load_image, looks_like_image
 from segtool.pipeline.registry import k_beyond_grid
 from segtool.io.outputs import OutputDir, cluster_image, overlay_image
@@ -130,8 +130,3 @@ def segment_files(specs: list[str], segmenter, out_dir: str | Path, max_pixels: 
         if progress:
             progress(done, len(files))
     return report
-
-
-def require_inputs(specs: list[str]) -> None:
-    if not specs:
-        raise UsageError("give at least one image, folder or glob to segment")

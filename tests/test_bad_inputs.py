@@ -414,7 +414,7 @@ def test_k_larger_than_the_code_grid_fails_the_image_clearly(one_image, tiny_mod
 
 def test_unknown_clustering_method_is_a_usage_error(one_image, tmp_path, capsys):
     code, _, err = run_cli(capsys, "segment", one_image, "--method", "dbscan", "--out", tmp_path / "out")
-    assert "--method 'dbscan'" in assert_usage_error(code, err)
+    assert "--clustering 'dbscan'" in assert_usage_error(code, err)  # --method is the older name of --clustering
 
 
 @pytest.mark.parametrize("argv, expected", [

@@ -10,7 +10,7 @@ from safetensors.torch import load_file, save_file
 
 import scvae
 from scvae.checkpoint import CONFIG_FILE, WEIGHTS_FILE, CheckpointError, load_model, save_model
-from scvae.run_checkpoints import LATEST_FILE, STATE_FILE, CheckpointManager
+from scvae.training.checkpoints import LATEST_FILE, STATE_FILE, CheckpointManager
 
 from conftest import tiny_config
 
@@ -218,7 +218,7 @@ def test_manager_roundtrip_holds_model_and_training_state(model, tmp_path):
 
 
 def test_crash_mid_save_keeps_the_previous_checkpoint(model, tmp_path, monkeypatch):
-    import scvae.run_checkpoints as run_checkpoints
+    import scvae.training.checkpoints as run_checkpoints
 
     manager = CheckpointManager(tmp_path / "checkpoints", keep=2)
     first = manager.save(1, model, train_state(1))
@@ -250,7 +250,7 @@ def test_crash_mid_save_keeps_the_previous_checkpoint(model, tmp_path, monkeypat
 
 
 def test_crash_before_latest_is_updated(model, tmp_path, monkeypatch):
-    import scvae.run_checkpoints as run_checkpoints
+    import scvae.training.checkpoints as run_checkpoints
 
     manager = CheckpointManager(tmp_path / "checkpoints", keep=2)
     first = manager.save(1, model, train_state(1))
@@ -299,3 +299,47 @@ def test_latest_falls_back_to_newest_complete(model, tmp_path):
 
 def test_latest_on_an_empty_run(tmp_path):
     assert CheckpointManager(tmp_path / "nothing-here").latest() is None
+
+
+def test_checkpoints_carry_their_model_type_and_a_second_backbone_plugs_in(model, tmp_path):
+    """A checkpoint names its backbone; registering another type makes its checkpoints load with no new code."""
+    import dataclasses
+
+    import torch
+
+    from scvae.checkpoint import MODEL_TYPES, register_model_type
+
+    path = save_model(model, tmp_path / "scvae")
+    from safetensors import safe_open
+
+    with safe_open(str(path / WEIGHTS_FILE), "pt") as f:
+        assert f.metadata()["model_type"] == "scvae"
+
+    @dataclasses.dataclass
+    class ToyConfig:
+        width: int = 3
+
+        @classmethod
+        def from_dict(cls, data):
+            return cls(**data)
+
+        def to_dict(self):
+            return dataclasses.asdict(self)
+
+    class Toy(torch.nn.Module):
+        model_type = "toy"
+
+        def __init__(self, config):
+            super().__init__()
+            self.config = config
+            self.weight = torch.nn.Parameter(torch.arange(float(config.width)))
+
+    register_model_type("toy", ToyConfig, Toy)
+    try:
+        toy = Toy(ToyConfig(width=4))
+        loaded = load_model(save_model(toy, tmp_path / "toy"))
+        assert isinstance(loaded, Toy) and torch.equal(loaded.weight, toy.weight)
+    finally:
+        MODEL_TYPES.pop("toy")
+    with pytest.raises(CheckpointError, match="model type 'toy' is not known"):
+        load_model(tmp_path / "toy")

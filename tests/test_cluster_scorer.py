@@ -96,7 +96,7 @@ def test_scored_rule_needs_features_and_never_gives_an_empty_or_full_mask():
 
 
 @pytest.mark.parametrize("content, expected", [
-    (None, "not a file, and not a shipped scorer"),
+    (None, "not a file, and not a shipped cluster scorer"),
     ("{not json", "not a valid scorer file"),
     (json.dumps({"cues": ["x"], "mean": [0], "scale": [1], "coef": [1], "intercept": 0}), "this version computes"),
     (json.dumps({"cues": list(CUE_NAMES), "mean": [0] * 9, "scale": [0] * 9, "coef": [1] * 9, "intercept": 0}),
@@ -197,7 +197,7 @@ def test_each_rule_brings_its_measured_settings_unless_told_otherwise(method, co
 
 def test_rule_option_reaches_the_pipeline_and_bad_rules_are_usage_errors(tmp_path, capsys):
     from segtool.pipeline.registry import MethodSpec, build_segmenter
-    from segtool.cli.segment import pipeline_options
+    from segtool.cli.options import pipeline_options
 
     cfg = build_segmenter(MethodSpec("colour-pipeline"), cli=pipeline_options(None, None, None, "simple")).cfg
     assert (cfg.rule, cfg.consensus, cfg.refine) == ("simple", (2, 3, 4), "grabcut")

@@ -257,7 +257,9 @@ def test_folder_layout_and_spec_errors(folder_root):
     shutil.rmtree(folder_root / "masks")
     with pytest.raises(DatasetError, match=r"missing masks/ \(expected images/, masks/\)"):
         open_dataset(f"folder:{folder_root}")
-    with pytest.raises(DatasetError, match="needs a path"):
+    from segtool.data.readers import DatasetSpecError
+
+    with pytest.raises(DatasetSpecError, match="needs a path"):
         open_dataset("folder:")
 
 
@@ -288,9 +290,11 @@ def test_unreadable_image_is_a_dataset_error(folder_root):
 
 
 def test_open_dataset_needs_data_root_and_a_known_name(tmp_path):
-    with pytest.raises(DatasetError, match="pass --data-root DIR pointing at"):
+    from segtool.data.readers import DatasetSpecError
+
+    with pytest.raises(DatasetSpecError, match="no data root given; it is the Flowers-102 files"):
         open_dataset("flowers")
-    with pytest.raises(DatasetError, match="unknown dataset 'voc'"):
+    with pytest.raises(DatasetSpecError, match="unknown dataset 'voc'"):
         open_dataset("voc", tmp_path)
     with pytest.raises(DatasetError, match="not a directory"):
         open_dataset("isic", tmp_path / "nowhere")

@@ -18,7 +18,8 @@ from PIL import Image
 
 import scvae
 from segtool.cli.app import main
-from segtool.evaluation.noise import add_gaussian_noise, parse_noise_levels
+from segtool.cli.options import parse_noise_levels
+from segtool.evaluation.noise import add_gaussian_noise
 
 from conftest import ROOT, subprocess_env, tiny_config, tiny_model  # noqa: F401 (fixture)
 

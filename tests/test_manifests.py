@@ -15,8 +15,9 @@ import yaml
 from typer.testing import CliRunner
 
 from segtool.cli.data import data_app
-from segtool.data.manifests import (Manifest, extract_archive, fetch, list_manifests, load_manifest,
-                                       parse_manifest, verify)
+from segtool.data.fetch import extract_archive, fetch
+from segtool.data.manifests import Manifest, list_manifests, load_manifest, parse_manifest
+from segtool.data.verify import verify
 from segtool.data.readers import DatasetError, shipped_file
 
 SHIPPED = ["cub200", "ffhq", "flowers102", "imagenet", "isic2016"]
@@ -201,27 +202,46 @@ def server(tmp_path, monkeypatch):
     httpd.server_close()
 
 
+class _RecordingProgress:
+    """rich's Progress interface, recording how many bytes each task advanced."""
+
+    def __init__(self):
+        self.advanced: dict[str, int] = {}
+        self._names: list[str] = []
+
+    def add_task(self, description, total=None):
+        self._names.append(description)
+        self.advanced.setdefault(description, 0)
+        return len(self._names) - 1
+
+    def advance(self, task, amount):
+        self.advanced[self._names[task]] += amount
+
+
 def test_fetch_downloads_checks_and_extracts(server, tmp_path):
     base_url, requests = server
     root = tmp_path / "data"
     manifest = _manifest(base_url)
-    paths = fetch(manifest, root, progress=True)
+    bar = _RecordingProgress()
+    paths = fetch(manifest, root, progress=bar)
+    assert bar.advanced == {f"downloading {name}": len(data) for name, data in
+                            (("pack.tgz", PACK_TGZ), ("labels.zip", PACK_ZIP), ("split.txt", SPLIT))}
     assert paths == [root / "pack.tgz", root / "labels.zip", root / "split.txt"]
     assert (root / "pics" / "b.txt").read_bytes() == b"b" and (root / "labels" / "a.txt").is_file()
     assert not list(root.glob("*.part"))
     assert verify(manifest, root).ok
     assert len(requests) == 3
     # Present files with a matching checksum (or no checksum to compare) are not downloaded again.
-    fetch(manifest, root, progress=False)
+    fetch(manifest, root, progress=None)
     assert len(requests) == 3
     (root / "split.txt").write_bytes(b"damaged")
-    fetch(manifest, root, progress=False)
+    fetch(manifest, root, progress=None)
     assert len(requests) == 4 and (root / "split.txt").read_bytes() == SPLIT
     # Unpacked contents deleted: the archive on disk is unpacked again, not downloaded.
     for path in (root / "pics").iterdir():
         path.unlink()
     (root / "pics").rmdir()
-    fetch(manifest, root, progress=False)
+    fetch(manifest, root, progress=None)
     assert len(requests) == 4 and (root / "pics" / "a.txt").is_file()
 
 
@@ -230,7 +250,7 @@ def test_fetch_rejects_a_checksum_mismatch(server, tmp_path):
     root = tmp_path / "data"
     manifest = _manifest(base_url, **{"split.txt": {"sha256": "0" * 64}})
     with pytest.raises(DatasetError, match="split.txt downloaded from .*checksum mismatch"):
-        fetch(manifest, root, progress=False)
+        fetch(manifest, root, progress=None)
     assert not (root / "split.txt").exists() and not (root / "split.txt.part").exists()
 
 
@@ -239,17 +259,17 @@ def test_fetch_reports_404_and_refused_connection(server, tmp_path):
     root = tmp_path / "data"
     missing = _manifest(base_url, **{"pack.tgz": {"name": "gone.tgz"}})
     with pytest.raises(DatasetError, match=rf"cannot download {base_url}/gone.tgz: HTTP 404 .*download it by hand into"):
-        fetch(missing, root, progress=False)
+        fetch(missing, root, progress=None)
     with socket.socket() as probe:   # a port nobody listens on
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     with pytest.raises(DatasetError, match=rf"cannot download http://127.0.0.1:{port}/pack.tgz: .*refused"):
-        fetch(_manifest(f"http://127.0.0.1:{port}"), root, progress=False)
+        fetch(_manifest(f"http://127.0.0.1:{port}"), root, progress=None)
 
 
 def test_fetch_without_urls_says_download_by_hand(tmp_path):
     with pytest.raises(DatasetError, match="ffhq: no public download URL; download it by hand"):
-        fetch(load_manifest("ffhq"), tmp_path, progress=False)
+        fetch(load_manifest("ffhq"), tmp_path, progress=None)
 
 
 @pytest.mark.parametrize("suffix", [".tgz", ".zip"])

@@ -258,7 +258,8 @@ def _smooth_photo(size: int = 96) -> np.ndarray:
 
 @pytest.mark.parametrize("sigma", [0.05, 0.1, 0.2])
 def test_noise_estimate_tracks_added_noise(sigma):
-    from segtool.evaluation.noise import add_gaussian_noise, estimate_noise_sigma
+    from segtool.evaluation.noise import add_gaussian_noise
+    from segtool.pipeline.refine import estimate_noise_sigma
 
     image, _ = _smooth_photo()
     assert estimate_noise_sigma(image) < 0.02

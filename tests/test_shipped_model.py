@@ -37,7 +37,7 @@ def test_the_default_model_is_shipped_as_safetensors_within_the_size_limit():
 
 
 def test_the_shipped_model_reconstructs_photos_it_never_saw_with_sparse_codes():
-    from scvae.train import evaluate_reconstruction
+    from scvae.training.metrics import evaluate_reconstruction
 
     model = scvae.load()
     metrics = evaluate_reconstruction(model, natural_images())

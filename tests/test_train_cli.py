@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import scvae
-from scvae.run_checkpoints import CheckpointManager
+from scvae.training.checkpoints import CheckpointManager
 from segtool.cli.app import main
 from segtool.training.recipe import available_recipes, load_recipe
 
@@ -161,7 +161,7 @@ def test_progress_display_is_closed_when_training_stops_early(tmp_path, monkeypa
     from rich.console import Console
 
     import segtool.cli.train as run_module
-    from scvae.train import Trainer, TrainingInterrupted
+    from scvae.training.trainer import Trainer, TrainingInterrupted
 
     images = tmp_path / "images"
     images.mkdir()

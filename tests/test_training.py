@@ -16,8 +16,8 @@ import torch
 
 import scvae
 from scvae.checkpoint import CheckpointError
-from scvae.run_checkpoints import CheckpointManager
-from scvae.train import TrainConfig, Trainer, TrainerHooks, TrainingDiverged, TrainingInterrupted
+from scvae.training.checkpoints import CheckpointManager
+from scvae.training.trainer import TrainConfig, Trainer, TrainerHooks, TrainingDiverged, TrainingInterrupted
 
 from conftest import PYTHON, ROOT, tiny_config
 
@@ -362,7 +362,7 @@ import torch
 sys.path.insert(0, {tests!r})
 from conftest import tiny_config
 from test_training import SyntheticImages
-from scvae.train import TrainConfig, Trainer
+from scvae.training.trainer import TrainConfig, Trainer
 
 torch.set_num_threads(1)
 rank = int(os.environ["RANK"])
@@ -404,3 +404,21 @@ def test_ddp_ranks_keep_identical_parameters(tmp_path):
     saved = weights(tmp_path / "run" / "checkpoints" / "step-00000003")
     digest = hashlib.sha256(b"".join(t.numpy().tobytes() for t in saved.values())).hexdigest()
     assert digest == ranks[0]["hashes"]["3"]
+
+
+def test_ssim_in_torch_matches_scikit_image():
+    """The model library computes SSIM itself (no scikit-image in scvae); it must give the same numbers."""
+    from skimage.metrics import structural_similarity
+
+    from scvae.training.metrics import ssim
+
+    rng = np.random.default_rng(0)
+    a = rng.random((3, 3, 40, 36))
+    b = np.clip(a + rng.normal(0, 0.1, a.shape), 0, 1)
+    b[1] = a[1]                                  # an identical pair: SSIM 1
+    ours = ssim(torch.from_numpy(b), torch.from_numpy(a))
+    theirs = [structural_similarity(x.transpose(1, 2, 0), y.transpose(1, 2, 0), channel_axis=-1, data_range=1.0,
+                                    gaussian_weights=True, sigma=1.5, use_sample_covariance=False)
+              for x, y in zip(b, a)]
+    assert ours == pytest.approx(theirs, abs=1e-6)
+    assert ours[1] == pytest.approx(1.0)

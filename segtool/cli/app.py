@@ -26,7 +26,7 @@ DEBUG_ENV = "SEGTOOL_DEBUG"
 def segment(
     paths: List[str] = typer.Argument(..., help="Image files, folders (their images) or globs such as 'photos/*.jpg'."),
     k: Optional[int] = typer.Option(None, "--k", help="Clusters per image (default: the measured pipeline default)."),
-    method: Optional[str] = typer.Option(None, "--method", help="Clustering: spectral | kmeans."),
+    method: Optional[str] = typer.Option(None, "--clustering", "--method", help="Clustering algorithm: kmeans | spectral (--method is the older name)."),
     refine: Optional[str] = typer.Option(None, "--refine", help="Refinement at full resolution: none (the default) | grabcut."),
     rule: Optional[str] = typer.Option(None, "--rule", help="Foreground rule: scored (the default) | simple | geodesic; the last two need no learnt weights."),
     model: Optional[str] = typer.Option(None, "--model", help="A shipped model name or a checkpoint path (default: the shipped model)."),
@@ -51,7 +51,7 @@ def eval_(
                                          "sets, paired differences."),
     data_root: Optional[Path] = typer.Option(None, "--data-root", help="Where the dataset lives (flowers, cub, isic)."),
     k: Optional[int] = typer.Option(None, "--k", help="Clusters per image for the SC-VAE pipeline."),
-    method: Optional[str] = typer.Option(None, "--method", help="Clustering: spectral | kmeans."),
+    method: Optional[str] = typer.Option(None, "--clustering", "--method", help="Clustering algorithm: kmeans | spectral (--method is the older name)."),
     refine: Optional[str] = typer.Option(None, "--refine", help="none (the default) | grabcut"),
     rule: Optional[str] = typer.Option(None, "--rule", help="Foreground rule: scored (the default) | simple | geodesic."),
     methods: str = typer.Option("scvae", "--methods", help="Comma-separated methods to run, e.g. 'scvae,scvae[k=3]'."),
@@ -105,7 +105,7 @@ def _error_types():
     table: list[tuple[type, int]] = [(SegtoolError, -1)]
     try:
         from scvae.checkpoint import CheckpointError
-        from scvae.train import TrainingDiverged
+        from scvae.training.trainer import TrainingDiverged
 
         table += [(CheckpointError, 1), (TrainingDiverged, 1)]
     except ImportError:
@@ -128,6 +128,20 @@ def _parser_exceptions():
     return parser_errors.ClickException, getattr(parser_errors, "NoArgsIsHelpError", ())
 
 
+def _list_registered_methods(command) -> None:
+    """`eval --help` names every method of the registry as it is when the command runs, so a
+    method added with one registry line shows up without touching this file."""
+    from segtool.pipeline.registry import method_names
+
+    names = ", ".join(method_names())
+    eval_command = getattr(command, "commands", {}).get("eval")
+    for param in getattr(eval_command, "params", []):
+        if param.name == "compare":
+            param.help = f"Baselines run in the same harness, comma-separated; methods: {names}."
+        elif param.name == "methods":
+            param.help = f"Comma-separated methods to run (first = the reference of the paired differences); methods: {names}."
+
+
 def main(argv: Optional[list[str]] = None) -> None:
     args = list(sys.argv[1:] if argv is None else argv)
     if "--debug" in args:
@@ -135,6 +149,7 @@ def main(argv: Optional[list[str]] = None) -> None:
         os.environ[DEBUG_ENV] = "1"
     debug = os.environ.get(DEBUG_ENV) == "1"
     command = typer.main.get_command(app)
+    _list_registered_methods(command)
     click_error, no_args_help = _parser_exceptions()
     try:
         code = command.main(args=args, prog_name="segtool", standalone_mode=False)
@@ -158,7 +173,7 @@ def main(argv: Optional[list[str]] = None) -> None:
 
 
 def _report(exc: Exception, debug: bool) -> None:
-    from scvae.train import TrainingInterrupted
+    from scvae.training.trainer import TrainingInterrupted
 
     if isinstance(exc, TrainingInterrupted):
         where = f"checkpoint saved to {exc.checkpoint}; " if exc.checkpoint else ""
@@ -167,6 +182,16 @@ def _report(exc: Exception, debug: bool) -> None:
         sys.exit(130)
     from segtool.errors import Interrupted
 
+    from scvae.devices import DeviceError
+
+    if isinstance(exc, DeviceError):  # the library names the setting; the command line names its flag
+        typer.echo(f"segtool: error: --{exc}", err=True)
+        sys.exit(2)
+    from segtool.pipeline.models import MissingDefaultModel
+
+    if isinstance(exc, MissingDefaultModel):
+        typer.echo(f"segtool: error: {exc} with --model PATH", err=True)
+        sys.exit(1)
     if isinstance(exc, Interrupted):
         typer.echo(f"segtool: {exc}", err=True)
         sys.exit(exc.exit_code)

@@ -5,6 +5,8 @@ Only typer is imported at module level: `segtool --help` must not pay for yaml o
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 from pathlib import Path
 
 import typer
@@ -102,6 +104,21 @@ def info(name: str = typer.Argument(..., help="A dataset name (flowers102, cub20
     console.print(manifest.citation.rstrip(), markup=False, highlight=False)
 
 
+@contextmanager
+def _bytes_progress(enabled: bool):
+    """A rich bar of bytes on stderr (stdout stays clean for results), or None; closed on any exit."""
+    if not enabled:
+        yield None
+        return
+    from rich.console import Console
+    from rich.progress import (BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn,
+                               TransferSpeedColumn)
+
+    with Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
+                  TimeRemainingColumn(), console=Console(stderr=True), transient=False) as bar:
+        yield bar
+
+
 @data_app.command()
 def verify(
     name: str = typer.Argument(..., help="A dataset name or alias."),
@@ -109,9 +126,12 @@ def verify(
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a bar while checksumming large files."),
 ) -> None:
     """Check a local copy: files, checksums, layout, counts, split lists. Exit 1 on any problem."""
-    from segtool.data.manifests import load_manifest, verify as verify_copy
+    from segtool.data.manifests import load_manifest
+    from segtool.data.verify import verify as verify_copy
 
-    report = verify_copy(load_manifest(name), data_root, progress=progress)
+    manifest = load_manifest(name)
+    with _bytes_progress(progress) as bar:
+        report = verify_copy(manifest, data_root, progress=bar)
     _print_report(report)
     if not report.ok:
         raise typer.Exit(1)
@@ -124,12 +144,17 @@ def fetch(
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show download progress bars."),
 ) -> None:
     """Download the public files of a dataset, check their checksums, unpack, then verify."""
-    from segtool.data.manifests import fetch as fetch_files, load_manifest, verify as verify_copy
+    from segtool.data.fetch import fetch as fetch_files
+    from segtool.data.manifests import load_manifest
+    from segtool.data.verify import verify as verify_copy
 
     manifest = load_manifest(name)
-    for path in fetch_files(manifest, data_root, progress=progress):
+    with _bytes_progress(progress) as bar:
+        paths = fetch_files(manifest, data_root, progress=bar)
+    for path in paths:
         typer.echo(f"fetched: {path}")
-    report = verify_copy(manifest, data_root, progress=progress)
+    with _bytes_progress(progress) as bar:
+        report = verify_copy(manifest, data_root, progress=bar)
     _print_report(report)
     if not report.ok:
         raise typer.Exit(1)

@@ -24,22 +24,6 @@ def default_out_dir(names: list[str]) -> Path:
     return path
 
 
-def check_dataset_spec(dataset: str, data_root) -> None:
-    """Dataset names and --data-root are command-line choices: a wrong one is a usage error (exit 2);
-    what is found on disk is checked by the reader (exit 1)."""
-    from segtool.data.readers import DATA_ROOT_HINTS, DATASET_NAMES, READERS
-
-    spec = dataset.strip()
-    if spec.lower().startswith("folder:"):
-        if not spec[len("folder:"):]:
-            raise UsageError("folder: needs a path, e.g. folder:my_photos (with images/ and masks/ inside)")
-        return
-    if spec.lower() not in READERS:
-        raise UsageError(f"unknown dataset {spec!r}: expected one of {', '.join(DATASET_NAMES)}")
-    if data_root is None:
-        raise UsageError(f"{spec.lower()}: pass --data-root DIR pointing at {DATA_ROOT_HINTS[spec.lower()]}")
-
-
 def _screen() -> Console:
     screen = Console()
     if not screen.is_terminal:
@@ -114,13 +98,12 @@ def run_eval_command(datasets: str | list[str], *, data_root=None, k=None, metho
                      model=None, device="auto", batch_size=32, seed=0, cache=True, subset="all") -> dict:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-    from segtool.data.readers import open_dataset
+    from segtool.data.readers import DatasetSpecError, check_dataset_spec, open_dataset
     from segtool.evaluation.results import check_out_dir
     from segtool.evaluation.runner import EvalPlan, run_eval
     from segtool.pipeline.registry import build_segmenter, k_beyond_grid, parse_method_list
     from segtool.pipeline.models import load_extractor
-    from segtool.evaluation.noise import parse_noise_levels
-    from segtool.cli.segment import pipeline_options
+    from segtool.cli.options import check_device, parse_noise_levels, pipeline_options
 
     from segtool.evaluation.runner import SUBSETS
 
@@ -130,11 +113,9 @@ def run_eval_command(datasets: str | list[str], *, data_root=None, k=None, metho
         raise UsageError("--subset and --stride cannot be combined: the subsets are defined on the full split")
     if image_resize not in IMAGE_RESIZE:
         raise UsageError(f"--image-resize {image_resize!r}: choose bilinear or nearest")
-    try:
-        levels = parse_noise_levels(noise)
-    except ValueError as exc:
-        raise UsageError(str(exc)) from None
+    levels = parse_noise_levels(noise)
     options = pipeline_options(k, method, refine, rule)
+    check_device(device)
     specs = parse_method_list(methods) + parse_method_list(compare)
     if not specs:
         raise UsageError("no methods to evaluate: give --methods and/or --compare")
@@ -145,7 +126,10 @@ def run_eval_command(datasets: str | list[str], *, data_root=None, k=None, metho
     if not datasets:
         raise UsageError("no dataset to evaluate: give one or more of flowers, cub, isic, folder:PATH")
     for dataset in datasets:
-        check_dataset_spec(dataset, data_root)
+        try:
+            check_dataset_spec(dataset, data_root)
+        except DatasetSpecError as exc:
+            raise UsageError(f"{exc}; pass it with --data-root DIR" if exc.missing_root else str(exc)) from None
     readers = [open_dataset(dataset, data_root) for dataset in datasets]
     names = [reader.name for reader in readers]
     if len(set(names)) != len(names):

@@ -9,25 +9,9 @@ from pathlib import Path
 from rich.console import Console
 from rich.markup import escape
 
-from segtool.errors import UsageError
+from segtool.cli.options import check_device, pipeline_options
 
 console = Console(stderr=True)
-
-
-def pipeline_options(k: int | None, method: str | None, refine: str | None, rule: str | None = None) -> dict:
-    from segtool.pipeline.foreground.rules import RULES
-    from segtool.pipeline.refine import REFINEMENTS
-    from segtool.pipeline.segmenters import METHODS
-
-    if k is not None and k < 2:
-        raise UsageError(f"--k {k}: need at least 2 clusters (one cluster cannot separate foreground from background)")
-    if method is not None and method not in METHODS:
-        raise UsageError(f"--method {method!r}: choose {' or '.join(METHODS)}")
-    if refine is not None and refine not in REFINEMENTS:
-        raise UsageError(f"--refine {refine!r}: choose {' or '.join(REFINEMENTS)}")
-    if rule is not None and rule not in RULES:
-        raise UsageError(f"--rule {rule!r}: choose {', '.join(RULES)}")
-    return {"k": k, "method": method, "refine": refine, "rule": rule}
 
 
 def run_segment(paths: list[str], *, k=None, method=None, refine=None, rule=None, model=None, out: Path = Path("segtool-out"),
@@ -39,6 +23,7 @@ def run_segment(paths: list[str], *, k=None, method=None, refine=None, rule=None
     from segtool.segment import segment_files
 
     options = pipeline_options(k, method, refine, rule)
+    check_device(device)
     segmenter = build_segmenter(MethodSpec("scvae"), cli=options,
                                 extractor_factory=lambda: load_extractor(model, device=device, batch_size=batch_size))
     with Progress(TextColumn("[bold]segment"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),

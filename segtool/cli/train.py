@@ -1,4 +1,4 @@
-"""`segtool train`: a recipe -> datasets -> scvae.train, with a progress bar, a log and a loss plot."""
+"""`segtool train`: a recipe -> datasets -> scvae.training.trainer, with a progress bar, a log and a loss plot."""
 
 from __future__ import annotations
 
@@ -108,7 +108,7 @@ def run_training(recipe_ref: str, overrides: list[str], data_root: str | None, o
             print_dry_run(recipe)
         return None
 
-    from scvae.train import Trainer
+    from scvae.training.trainer import Trainer
 
     from segtool.training.data import AugmentedImages, TrainingDataError, load_image_sets, validation_tensor
 

@@ -17,10 +17,10 @@ from pathlib import Path, PurePosixPath
 
 import numpy as np
 
-from segtool.errors import InputError
+from segtool.errors import InputError, UsageError
+from segtool.io.images import IMAGE_SUFFIXES
 
 DATASET_NAMES = ("flowers", "cub", "isic", "folder:PATH")
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 
 FLOWERS_SHIPPED_IDS = "flowers102_iem_test_ids.txt"
 CUB_SHIPPED_SPLIT = "cub_train_val_test_split.txt"
@@ -48,10 +48,10 @@ def _examples(items: list[str], limit: int = 3) -> str:
 
 def shipped_file(name: str) -> Path:
     """A split list shipped inside the package (`data_manifests/` in the repo)."""
-    from importlib.resources import files
+    from segtool.resources import shipped_path
 
-    path = Path(str(files("segtool.manifests").joinpath(name)))
-    if not path.is_file():
+    path = shipped_path("manifest", name)
+    if path is None:
         raise DatasetError(f"{name}: shipped split list is missing from the installed package (reinstall segtool)")
     return path
 
@@ -104,6 +104,11 @@ class DatasetReader:
 
     def _check_layout(self) -> None:
         raise NotImplementedError
+
+    def _require_folders(self, folders: list[str]) -> None:
+        missing = [entry for entry in folders if not (self.root / entry).is_dir()]
+        if missing:
+            raise self._missing_layout(self.expected, missing)
 
     def _list_samples(self) -> list[Sample]:
         raise NotImplementedError
@@ -158,9 +163,7 @@ class FlowersReader(DatasetReader):
     expected = ["jpg/", "segmim/", "setid.mat"]
 
     def _check_layout(self) -> None:
-        missing = [entry for entry in ("jpg/", "segmim/") if not (self.root / entry).is_dir()]
-        if missing:
-            raise self._missing_layout(self.expected, missing)
+        self._require_folders(["jpg/", "segmim/"])
         self.test_ids, self.split_source = self._read_test_ids()
 
     def _read_test_ids(self) -> tuple[list[int], str]:
@@ -261,9 +264,7 @@ class IsicReader(DatasetReader):
     expected = [f"{ISIC_IMAGES_DIR}/", f"{ISIC_MASKS_DIR}/"]
 
     def _check_layout(self) -> None:
-        missing = [entry for entry in self.expected if not (self.root / entry).is_dir()]
-        if missing:
-            raise self._missing_layout(self.expected, missing)
+        self._require_folders(self.expected)
 
     def _list_samples(self) -> list[Sample]:
         images = sorted(p for p in (self.root / ISIC_IMAGES_DIR).glob("ISIC_*")
@@ -286,9 +287,7 @@ class FolderReader(DatasetReader):
         super().__init__(root)
 
     def _check_layout(self) -> None:
-        missing = [entry for entry in self.expected if not (self.root / entry).is_dir()]
-        if missing:
-            raise self._missing_layout(self.expected, missing)
+        self._require_folders(self.expected)
 
     def _by_stem(self, folder: Path) -> dict[str, Path]:
         found: dict[str, Path] = {}
@@ -314,23 +313,39 @@ class FolderReader(DatasetReader):
 
 READERS: dict[str, type[DatasetReader]] = {"flowers": FlowersReader, "cub": CubReader, "isic": IsicReader}
 DATA_ROOT_HINTS = {
-    "flowers": "the Flowers-102 folder (jpg/, segmim/, setid.mat)",
+    "flowers": "the Flowers-102 files (jpg/, segmim/, setid.mat)",
     "cub": "the folder holding CUB_200_2011/ and segmentations/",
     "isic": f"the folder holding {ISIC_IMAGES_DIR}/ and {ISIC_MASKS_DIR}/",
 }
 
 
-def open_dataset(spec: str, data_root: str | os.PathLike | None = None) -> DatasetReader:
-    """A reader for "flowers", "cub", "isic" (under `data_root`) or "folder:PATH" (PATH as given)."""
+class DatasetSpecError(UsageError):
+    """A dataset name that is not known, or a benchmark named without its data root: the request
+    must change (what is found on disk is a DatasetError)."""
+
+    def __init__(self, message: str, missing_root: bool = False):
+        super().__init__(message)
+        self.missing_root = missing_root
+
+
+def check_dataset_spec(spec: str, data_root: str | os.PathLike | None = None) -> None:
+    """Refuse a bad dataset name before anything is opened (a suite checks all its names first)."""
     spec = spec.strip()
     if spec.lower().startswith("folder:"):
-        path = spec[len("folder:"):]
-        if not path:
-            raise DatasetError("folder: needs a path, e.g. folder:my_photos (with images/ and masks/ inside)")
-        return FolderReader(path)
+        if not spec[len("folder:"):]:
+            raise DatasetSpecError("folder: needs a path, e.g. folder:my_photos (with images/ and masks/ inside)")
+        return
     name = spec.lower()
     if name not in READERS:
-        raise DatasetError(f"unknown dataset {spec!r}: expected one of {', '.join(DATASET_NAMES)}")
+        raise DatasetSpecError(f"unknown dataset {spec!r}: expected one of {', '.join(DATASET_NAMES)}")
     if data_root is None:
-        raise DatasetError(f"{name}: pass --data-root DIR pointing at {DATA_ROOT_HINTS[name]}")
-    return READERS[name](data_root)
+        raise DatasetSpecError(f"{name}: no data root given; it is {DATA_ROOT_HINTS[name]}", missing_root=True)
+
+
+def open_dataset(spec: str, data_root: str | os.PathLike | None = None) -> DatasetReader:
+    """A reader for "flowers", "cub", "isic" (under `data_root`) or "folder:PATH" (PATH as given)."""
+    check_dataset_spec(spec, data_root)
+    spec = spec.strip()
+    if spec.lower().startswith("folder:"):
+        return FolderReader(spec[len("folder:"):])
+    return READERS[spec.lower()](data_root)

@@ -36,10 +36,6 @@ class MaskScores:
     iem_dice: float
     inverse_better: bool  # the inverse of the prediction scores higher: the foreground choice was wrong
 
-    def as_dict(self) -> dict[str, float | bool]:
-        return {"iou": self.iou, "dice": self.dice, "iem_iou": self.iem_iou, "iem_dice": self.iem_dice,
-                "inverse_better": self.inverse_better}
-
 
 def score_mask(pred: np.ndarray, gt: np.ndarray) -> MaskScores:
     if pred.shape != gt.shape:

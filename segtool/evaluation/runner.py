@@ -34,6 +34,23 @@ SUBSETS = ("all", "selection", "held-out")
 
 @dataclass
 class EvalPlan:
+    """What an eval run does: methods x noise levels over one or more datasets.
+
+    Parameters
+    ----------
+    datasets : list of DatasetReader
+        Each with a distinct `name` (folder sets are named by their folder).
+    methods : list of (label, Segmenter)
+        The first is the reference of the paired differences.
+    noise_levels : list of float, default [0.0]
+        Gaussian sigmas on [0, 1] images.
+    limit, stride, subset : which images: the first `limit`, every `stride`-th, and all | selection
+        (index % 3 == 0) | held-out (the rest).
+    size, image_resize : the IEM crop (short side to `size`, centre square) and how images are resized.
+    seed : seeds the noise. batch_size : images per segment_batch call.
+    out_dir : where results.csv, run.json and summary.json go. resume : continue a run there.
+    """
+
     datasets: list                        # segtool.data.readers.DatasetReader, each with a distinct name
     methods: list[tuple[str, object]]     # (label, Segmenter)
     noise_levels: list[float] = field(default_factory=lambda: [0.0])
@@ -46,7 +63,6 @@ class EvalPlan:
     out_dir: Path = Path("segtool-out/eval")
     resume: bool = False
     subset: str = "all"                   # all | selection (index % 3 == 0) | held-out (the other images)
-
 
     def __post_init__(self) -> None:
         if not isinstance(self.datasets, (list, tuple)):

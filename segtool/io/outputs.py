@@ -26,8 +26,9 @@ PALETTE = np.array([
 
 
 class OutputDir:
-    def __init__(self, path: str | os.PathLike, inputs: list[Path]):
+    def __init__(self, path: str | os.PathLike, inputs: list[Path], label: str = "output folder"):
         self.path = Path(path)
+        self.label = label  # how messages name the folder: the command line passes its flag
         self._check_against_inputs(inputs)
         try:
             self.path.mkdir(parents=True, exist_ok=True)
@@ -35,7 +36,7 @@ class OutputDir:
             os.close(fd)
             os.unlink(probe)
         except OSError as exc:
-            raise UsageError(f"--out {self.path}: cannot write there ({exc.strerror or exc}); choose another folder") from None
+            raise UsageError(f"{self.label} {self.path}: cannot write there ({exc.strerror or exc}); choose another folder") from None
         self.ledger_path = self.path / LEDGER
         self.owned = self._read_ledger()
 
@@ -43,18 +44,18 @@ class OutputDir:
         try:
             out = self.path.resolve()
         except (RuntimeError, OSError):  # a symbolic-link loop (RuntimeError before Python 3.13)
-            raise UsageError(f"--out {self.path}: is a symbolic link loop; choose another folder") from None
+            raise UsageError(f"{self.label} {self.path}: is a symbolic link loop; choose another folder") from None
         for item in inputs:
             resolved = item.resolve()
             if out == resolved:
-                raise UsageError(f"--out {self.path}: is an input; outputs are never written over inputs. "
+                raise UsageError(f"{self.label} {self.path}: is an input; outputs are never written over inputs. "
                                  "Choose another folder")
             folder = resolved if resolved.is_dir() else resolved.parent
             if out == folder:
-                raise UsageError(f"--out {self.path}: holds the input images; outputs there would mix with them "
+                raise UsageError(f"{self.label} {self.path}: holds the input images; outputs there would mix with them "
                                  "(and be read as inputs next time). Choose another folder")
         if self.path.exists() and not self.path.is_dir():
-            raise UsageError(f"--out {self.path}: is a file; --out must be a folder (it would not be overwritten)")
+            raise UsageError(f"{self.label} {self.path}: is a file; {self.label} must be a folder (it would not be overwritten)")
 
     def _read_ledger(self) -> set[str]:
         try:
@@ -72,9 +73,9 @@ class OutputDir:
         for name in names:
             target = self.path / name
             if target.resolve() in protected:
-                raise InputError(f"{target}: would overwrite an input image; choose another --out")
+                raise InputError(f"{target}: would overwrite an input image; choose another {self.label}")
             if target.exists() and name not in self.owned:
-                raise InputError(f"{target}: exists and was not written by segtool; move it or choose another --out")
+                raise InputError(f"{target}: exists and was not written by segtool; move it or choose another {self.label}")
 
     def write_png(self, name: str, array: np.ndarray) -> Path:
         import cv2

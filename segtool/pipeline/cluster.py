@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
-AFFINITIES = ("rbf", "knn", "cosine")
+from segtool.settings import AFFINITIES
+
 
 
 def kmeans_labels(features: np.ndarray, k: int, seed: int = 0, n_init: int = 4) -> np.ndarray:
@@ -24,14 +25,13 @@ def kmeans_labels(features: np.ndarray, k: int, seed: int = 0, n_init: int = 4) 
     return _relabel_by_first_appearance(km.fit_predict(features.astype(np.float64)))
 
 
-def affinity_matrix(features: np.ndarray, kind: str = "rbf", gamma_scale: float = 1.0, n_neighbors: int = 10,
-                    positions: np.ndarray | None = None, position_weight: float = 0.0) -> np.ndarray:
+def affinity_matrix(features: np.ndarray, kind: str = "rbf", gamma_scale: float = 1.0, n_neighbors: int = 10) -> np.ndarray:
     """Dense symmetric affinity [N, N] with a zero diagonal.
 
     rbf:    exp(-gamma_scale * ||a-b||^2 / median ||a-b||^2)
     cosine: max(0, cos(a, b)) ** 2 (non-negative, sharpened)
     knn:    symmetrised binary k-nearest-neighbour graph (sklearn's nearest_neighbors affinity)
-    An optional spatial term multiplies in exp(-position_weight * ||pa - pb||^2).
+    (Position enters as features appended before clustering, not as a factor here.)
     """
     x = features.astype(np.float64)
     if kind == "rbf":
@@ -51,10 +51,6 @@ def affinity_matrix(features: np.ndarray, kind: str = "rbf", gamma_scale: float 
         a = 0.5 * (g + g.T)
     else:
         raise ValueError(f"unknown affinity {kind!r}; choose one of {', '.join(AFFINITIES)}")
-    if positions is not None and position_weight > 0:
-        p = positions.astype(np.float64)
-        pd2 = np.sum((p[:, None, :] - p[None, :, :]) ** 2, axis=-1)
-        a = a * np.exp(-position_weight * pd2)
     np.fill_diagonal(a, 0.0)
     return a
 
@@ -67,8 +63,7 @@ def spectral_embedding(affinity: np.ndarray, dims: int, seed: int = 0) -> np.nda
 
 
 def spectral_labels(features: np.ndarray, ks: int | list[int], affinity: str = "rbf", seed: int = 0,
-                    gamma_scale: float = 1.0, n_neighbors: int = 10, positions: np.ndarray | None = None,
-                    position_weight: float = 0.0) -> dict[int, np.ndarray]:
+                    gamma_scale: float = 1.0, n_neighbors: int = 10) -> dict[int, np.ndarray]:
     """Labels for each k in `ks` from one shared spectral embedding."""
     ks = [ks] if isinstance(ks, int) else list(ks)
     for k in ks:
@@ -76,7 +71,7 @@ def spectral_labels(features: np.ndarray, ks: int | list[int], affinity: str = "
             raise ValueError(f"k must be at least 2, got {k}")
         if k > len(features):
             raise ValueError(f"k = {k} is larger than the number of grid cells ({len(features)})")
-    a = affinity_matrix(features, affinity, gamma_scale, n_neighbors, positions, position_weight)
+    a = affinity_matrix(features, affinity, gamma_scale, n_neighbors)
     embedding = spectral_embedding(a, max(ks), seed)
     return {k: _relabel_by_first_appearance(cluster_qr(embedding[:, :k])) for k in ks}
 

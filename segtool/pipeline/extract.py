@@ -52,7 +52,20 @@ def model_digest(model) -> str:
 
 
 class CodeExtractor:
-    """Turns RGB uint8 images into code grids [h, w, K] (float32) with a given SCVAE."""
+    """Turns RGB uint8 images into code grids [h, w, K] (float32) with a given SCVAE.
+
+    Parameters
+    ----------
+    model : scvae.SCVAE
+        The backbone; put in eval mode on `device`.
+    device : str, default "cpu"
+    batch_size : int, default 16
+        Images encoded per forward pass.
+    cache_dir : path, optional
+        Codes cached on disk, keyed by model, image bytes and input size; None disables it.
+    input_side : int, default 256
+        The long side the model sees (the short side follows the aspect, clamped to 1:8).
+    """
 
     def __init__(self, model, device: str = "cpu", batch_size: int = 16, cache_dir: str | Path | None = None,
                  input_side: int = DEFAULT_INPUT_SIDE):

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-CODE_TRANSFORMS = ("raw", "abs", "l2", "pca")
+from segtool.settings import CODE_TRANSFORMS
+
 
 
 def resize_image(image: np.ndarray, width: int, height: int) -> np.ndarray:

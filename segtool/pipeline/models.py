@@ -1,22 +1,19 @@
-"""Loading the SC-VAE a command uses: the shipped default unless --model names another."""
+"""Loading the SC-VAE a segmenter uses: the shipped default unless another model is named."""
 
 from __future__ import annotations
 
-from segtool.errors import UsageError
-
-DEVICES = ("auto", "cpu", "cuda")
+from segtool.errors import SegtoolError
 
 
 def resolve_device(device: str) -> str:
-    import torch
+    """The device to run on, by scvae's one rule (scvae.devices.DeviceError for a bad choice)."""
+    from scvae.devices import pick_device
 
-    if device not in DEVICES and not device.startswith("cuda:"):
-        raise UsageError(f"--device {device!r}: choose auto, cpu or cuda")
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise UsageError("--device cuda: no CUDA GPU is visible to torch; use --device cpu")
-    return device
+    return str(pick_device(device))
+
+
+class MissingDefaultModel(SegtoolError):
+    """No model was named and the shipped default is not installed."""
 
 
 def load_extractor(model: str | None = None, device: str = "auto", batch_size: int = 16, cache: bool = False):
@@ -28,8 +25,8 @@ def load_extractor(model: str | None = None, device: str = "auto", batch_size: i
     dev = resolve_device(device)
     if model is None and scvae.DEFAULT_MODEL not in scvae.available_models():
         # Otherwise the message would be about a path the user never typed.
-        raise scvae.CheckpointError(f"the default model {scvae.DEFAULT_MODEL!r} is not installed with this copy of "
-                                    "scvae; pass --model PATH to a checkpoint folder")
+        raise MissingDefaultModel(f"the default model {scvae.DEFAULT_MODEL!r} is not installed with this copy of "
+                                  "scvae; name a checkpoint folder instead")
     net = scvae.load(model or scvae.DEFAULT_MODEL, device=dev)
     return CodeExtractor(net, device=dev, batch_size=batch_size, cache_dir=default_cache_dir() if cache else None)
 

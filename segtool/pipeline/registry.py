@@ -20,7 +20,6 @@ from dataclasses import dataclass, field
 
 from segtool.errors import UsageError
 
-METHOD_NAMES = ("scvae", "colour-pipeline", "colour", "grabcut", "ellipse", "rbd")
 MODEL_METHODS = ("scvae",)
 LABEL_FREE_RULES = ("simple", "geodesic")
 
@@ -60,8 +59,8 @@ def parse_method(text: str) -> MethodSpec:
     text = text.strip()
     name, _, rest = text.partition("[")
     name = name.strip().lower().replace("color", "colour")
-    if name not in METHOD_NAMES:
-        raise UsageError(f"unknown method {text!r}; choose from {', '.join(METHOD_NAMES)}")
+    if name not in SEGMENTERS:
+        raise UsageError(f"unknown method {text!r}; choose from {', '.join(SEGMENTERS)}")
     overrides: dict = {}
     if rest:
         if not rest.endswith("]"):
@@ -91,83 +90,110 @@ def default_pipeline():
     codes + Lab colour (equal weight after standardising) + position on the 32x32 grid,
     K-means at k = 3, 4, 6 and 8, the cluster scorer picking each clustering's foreground,
     the clusterings voting per cell, holes filled and specks (< 2% of the image) dropped.
-    An explicit --k replaces the vote by that one clustering."""
-    from segtool.pipeline.segmenters import ClusterSettings, CodeFeatureSettings
+    An explicit k replaces the vote by that one clustering."""
+    from segtool.settings import ClusterSettings, CodeFeatureSettings
 
-    cluster = ClusterSettings(k=4, method="kmeans", position_weight=1.0, consensus=(3, 4, 6, 8), rule="scored",
-                              refine="none", fill_holes=True, min_part=0.02)
-    return cluster, CodeFeatureSettings(transform="raw", colour_weight=1.0)
+    return ClusterSettings(), CodeFeatureSettings()
+
+
+def _merge_cli(overrides: dict, cli: dict | None) -> None:
+    """Command-line pipeline options apply unless the brackets say otherwise."""
+    if "clustering" in overrides:  # the clearer name of the clustering algorithm's setting
+        overrides["method"] = overrides.pop("clustering")
+    for key, value in (cli or {}).items():
+        if value is not None and key not in overrides:
+            overrides[key] = value
+    if overrides.get("rule") in LABEL_FREE_RULES:
+        # A label-free rule brings the settings measured best for it (docs/PIPELINE.md): the
+        # vote over k = 2, 3, 4 and GrabCut; among the fine clusters of k = 6 or 8 it picks badly.
+        if "k" not in overrides:
+            overrides.setdefault("consensus", (2, 3, 4))
+        overrides.setdefault("refine", "grabcut")
+    if "k" in overrides and "consensus" not in overrides:
+        overrides["consensus"] = ()  # an explicit k means that one clustering
+
+
+def _settings_from(overrides: dict, spec: MethodSpec, cluster, codes=None) -> None:
+    _apply(cluster, overrides, spec)
+    if codes is not None:
+        _apply(codes, overrides, spec)
+        codes.__post_init__()
+    cluster.__post_init__()
+    if overrides:
+        raise UsageError(f"method {spec.label}: unknown setting(s) {', '.join(overrides)}")
+
+
+def _scvae(overrides: dict, extractor_factory, cli):
+    from segtool.pipeline.models import LazyExtractor
+    from segtool.pipeline.segmenters import SCVAESegmenter
+
+    _merge_cli(overrides, cli)
+    cluster, codes = default_pipeline()
+    _settings_from(overrides, MethodSpec("scvae", dict(overrides)), cluster, codes)
+    if extractor_factory is None:
+        raise UsageError("the scvae method needs a model")
+    return SCVAESegmenter(LazyExtractor(extractor_factory), cluster, codes)
+
+
+def _colour_pipeline(overrides: dict, extractor_factory, cli):
+    from segtool.pipeline.segmenters import PipelineColourSegmenter
+
+    _merge_cli(overrides, cli)
+    cluster, codes = default_pipeline()
+    _settings_from(overrides, MethodSpec("colour-pipeline", dict(overrides)), cluster, codes)
+    return PipelineColourSegmenter(cluster, codes)
+
+
+def _colour(overrides: dict, extractor_factory, cli):
+    from segtool.pipeline.segmenters import ColourSegmenter
+
+    cluster = ColourSegmenter.default_settings()
+    grid = overrides.pop("grid", 32)
+    _settings_from(overrides, MethodSpec("colour", dict(overrides)), cluster)
+    return ColourSegmenter(cluster, grid=grid)
+
+
+def _plain(class_name: str):
+    """A builder for a segmenter configured by keyword arguments alone."""
+    def build(overrides: dict, extractor_factory, cli):
+        from segtool.pipeline import segmenters
+
+        return getattr(segmenters, class_name)(**overrides)
+    return build
+
+
+# The one table of methods: name -> builder(overrides, extractor_factory, cli) -> Segmenter.
+# Add a method with one line here (and its class in segmenters.py); the command line's method list, its help and
+# the contract test (tests/test_segmenter_contract.py) find it.
+SEGMENTERS: dict = {
+    "scvae": _scvae,
+    "colour-pipeline": _colour_pipeline,
+    "colour": _colour,
+    "grabcut": _plain("GrabCutSegmenter"),
+    "ellipse": _plain("EllipseSegmenter"),
+    "rbd": _plain("RBDSegmenter"),
+}
+
+
+def method_names() -> tuple[str, ...]:
+    return tuple(SEGMENTERS)
 
 
 def build_segmenter(spec: MethodSpec, *, extractor_factory=None, cli: dict | None = None):
-    """A configured Segmenter for a method spec. `cli` holds --k/--method/--refine values that
-    apply to the pipeline methods (scvae, colour-pipeline) unless the brackets override them."""
-    from segtool.pipeline.segmenters import (ClusterSettings, ColourSegmenter, EllipseSegmenter, GrabCutSegmenter,
-                             PipelineColourSegmenter, RBDSegmenter, SCVAESegmenter)
-
-    overrides = dict(spec.overrides)
+    """A configured Segmenter for a method spec. `cli` holds the pipeline options (k, method,
+    refine, rule) that apply to the pipeline methods unless the brackets override them."""
+    builder = SEGMENTERS.get(spec.name)
+    if builder is None:
+        raise UsageError(f"unknown method {spec.name!r}; choose from {', '.join(SEGMENTERS)}")
     try:
-        if spec.name in ("scvae", "colour-pipeline"):
-            cluster, codes = default_pipeline()
-            for key, value in (cli or {}).items():
-                if value is not None and key not in overrides:
-                    overrides[key] = value
-            if overrides.get("rule") in LABEL_FREE_RULES:
-                # A label-free rule brings the settings measured best for it (docs/PIPELINE.md): the
-                # vote over k = 2, 3, 4 and GrabCut; among the fine clusters of k = 6 or 8 it picks badly.
-                if "k" not in overrides:
-                    overrides.setdefault("consensus", (2, 3, 4))
-                overrides.setdefault("refine", "grabcut")
-            if "k" in overrides and "consensus" not in overrides:
-                overrides["consensus"] = ()  # an explicit k means that one clustering
-            _apply(cluster, overrides, spec)
-            _apply(codes, overrides, spec)
-            cluster.__post_init__()
-            if overrides:
-                raise UsageError(f"method {spec.label}: unknown setting(s) {', '.join(overrides)}")
-            if spec.name == "scvae":
-                if extractor_factory is None:
-                    raise UsageError("the scvae method needs a model")
-                from segtool.pipeline.models import LazyExtractor
-
-                return SCVAESegmenter(LazyExtractor(extractor_factory), cluster, codes)
-            return PipelineColourSegmenter(cluster, codes)
-        if spec.name == "colour":
-            cluster = ClusterSettings(k=3, method="kmeans", position_weight=20.0)
-            grid = overrides.pop("grid", 32)
-            _apply(cluster, overrides, spec)
-            cluster.__post_init__()
-            if overrides:
-                raise UsageError(f"method {spec.label}: unknown setting(s) {', '.join(overrides)}")
-            return ColourSegmenter(cluster, grid=grid)
-        if spec.name == "grabcut":
-            return GrabCutSegmenter(**overrides)
-        if spec.name == "rbd":
-            return RBDSegmenter(**overrides)
-        return EllipseSegmenter(**overrides)
-    except TypeError as exc:
-        raise UsageError(f"method {spec.label}: {exc}") from None
-    except ValueError as exc:
+        return builder(dict(spec.overrides), extractor_factory, cli)
+    except (TypeError, ValueError) as exc:
         raise UsageError(f"method {spec.label}: {exc}") from None
 
 
 def clustering_grid(segmenter, height: int, width: int) -> tuple[int, int] | None:
-    """The h x w grid a segmenter clusters for an image of this size, or None when it clusters no
-    grid (GrabCut, ellipse, RBD). For the SC-VAE this loads the model: the grid follows its downsampling."""
-    from segtool.pipeline.extract import model_input_size
-    from segtool.pipeline.segmenters import ColourSegmenter, PipelineColourSegmenter, SCVAESegmenter
-
-    if isinstance(segmenter, PipelineColourSegmenter):
-        h, w = model_input_size(height, width, side=segmenter.input_side, multiple=segmenter.factor)
-        return h // segmenter.factor, w // segmenter.factor
-    if isinstance(segmenter, SCVAESegmenter):
-        extractor = segmenter.extractor
-        extractor = extractor.get() if hasattr(extractor, "get") else extractor
-        h, w = extractor.input_size(height, width)
-        return h // extractor.factor, w // extractor.factor
-    if isinstance(segmenter, ColourSegmenter):
-        return segmenter.grid, segmenter.grid
-    return None
+    """The h x w grid a segmenter clusters for an image of this size, or None (see Segmenter.grid_size)."""
+    return segmenter.grid_size(height, width)
 
 
 def k_beyond_grid(segmenter, height: int, width: int) -> str | None:

@@ -19,10 +19,10 @@ import numpy as np
 from segtool.pipeline.cluster import kmeans_labels, spectral_labels
 from segtool.pipeline.features import colour_grid, position_grid, standardise, transform_codes
 from segtool.pipeline.foreground.rules import select_foreground
-from segtool.params import Flag, Number, OneOf, Text, Whole, WholeList, check_dataclass, check_params
+from segtool.params import Flag, Number, Whole, check_params
+from segtool.settings import ClusterSettings, CodeFeatureSettings
 from segtool.pipeline.refine import clean_mask, refine_mask, upsample_mask
 
-METHODS = ("spectral", "kmeans")
 
 
 @dataclass
@@ -62,50 +62,10 @@ class Segmenter:
     def settings(self) -> dict:
         return {}
 
-
-@dataclass
-class ClusterSettings:
-    k: int = 2
-    method: str = "spectral"
-    affinity: str = "rbf"
-    gamma_scale: float = 1.0
-    n_neighbors: int = 10
-    rule: str = "simple"
-    threshold: float | None = None
-    geodesic_sigma: float = 2.0
-    scorer: str = ""                  # the scored rule's scorer: shipped name or JSON path; "" = the method's own
-    position_weight: float = 0.0
-    consensus: tuple[int, ...] = ()   # several k: a cell is foreground if most clusterings say so
-    refine: str = "none"
-    fill_holes: bool = False          # fill enclosed background holes in the final mask
-    min_part: float = 0.0             # drop foreground parts below this fraction of the image
-    n_init: int = 4
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        for k in (self.k, *(self.consensus if isinstance(self.consensus, (list, tuple)) else [self.consensus])):
-            if isinstance(k, (int, float)) and not isinstance(k, bool) and k < 2:
-                raise ValueError(f"k must be at least 2 (got {k}): one cluster cannot separate anything")
-        check_dataclass(self, cluster_limits())
-
-    @property
-    def ks(self) -> tuple[int, ...]:
-        return self.consensus or (self.k,)
-
-
-def cluster_limits() -> dict:
-    """The declared type and range of every ClusterSettings field."""
-    from segtool.pipeline.cluster import AFFINITIES
-    from segtool.pipeline.foreground.rules import RULES
-    from segtool.pipeline.refine import REFINEMENTS
-
-    return {
-        "k": Whole(2, 100_000), "method": OneOf(METHODS), "affinity": OneOf(AFFINITIES),
-        "gamma_scale": Number(0, 1e6, above_low=True), "n_neighbors": Whole(1, 1000), "rule": OneOf(RULES),
-        "threshold": Number(optional=True), "geodesic_sigma": Number(0, 1e6, above_low=True), "scorer": Text(),
-        "position_weight": Number(0, 1e6), "consensus": WholeList(2, 100_000), "refine": OneOf(REFINEMENTS),
-        "fill_holes": Flag(), "min_part": Number(0, 1), "n_init": Whole(1, 100), "seed": Whole(0, 2 ** 32 - 1),
-    }
+    def grid_size(self, height: int, width: int) -> tuple[int, int] | None:
+        """The h x w grid this segmenter clusters for an image of this size; None when it clusters
+        no grid (GrabCut, ellipse, RBD). Used to refuse a k larger than the grid before any work."""
+        return None
 
 
 class GridClusterSegmenter(Segmenter):
@@ -177,34 +137,48 @@ class GridClusterSegmenter(Segmenter):
 
 
 class ColourSegmenter(GridClusterSegmenter):
-    """Colour clustering: mean Lab per cell of a 32x32 grid (+ position), raw Lab units."""
+    """Colour clustering: mean Lab per cell of a 32x32 grid (+ position), raw Lab units.
+
+    Parameters
+    ----------
+    settings : ClusterSettings, optional
+        Default: `ColourSegmenter.default_settings()` (K-means at k = 3, position x 20,
+        boundary connectivity).
+    grid : int, default 32
+        Cells per side."""
 
     name = "colour"
 
+    @staticmethod
+    def default_settings() -> ClusterSettings:
+        """The classical baseline: one K-means at k = 3, position weighted 20, boundary connectivity."""
+        return ClusterSettings(k=3, method="kmeans", position_weight=20.0, consensus=(), rule="simple",
+                               refine="none", fill_holes=False, min_part=0.0)
+
     def __init__(self, settings: ClusterSettings | None = None, grid: int = 32):
-        super().__init__(settings or ClusterSettings(k=3, method="kmeans", position_weight=20.0))
+        super().__init__(settings or self.default_settings())
         self.grid = Whole(4, 512).check("grid", grid)
 
     def feature_grids(self, images: list[np.ndarray]) -> list[np.ndarray]:
         return [colour_grid(image, (self.grid, self.grid)) for image in images]
 
-
-@dataclass
-class CodeFeatureSettings:
-    transform: str = "raw"        # see segtool.pipeline.features.transform_codes
-    pca_dims: int = 16
-    colour_weight: float = 0.0    # append standardised Lab colour with this weight (0: codes only)
-    smooth: int = 0               # box-filter radius over the grid before clustering
-
-    def __post_init__(self) -> None:
-        from segtool.pipeline.features import CODE_TRANSFORMS
-
-        check_dataclass(self, {"transform": OneOf(CODE_TRANSFORMS), "pca_dims": Whole(1, 4096),
-                               "colour_weight": Number(0, 1e6), "smooth": Whole(0, 64)})
+    def grid_size(self, height: int, width: int) -> tuple[int, int]:
+        return self.grid, self.grid
 
 
 class SCVAESegmenter(GridClusterSegmenter):
-    """The SC-VAE pipeline: clustering of each image's sparse-code grid."""
+    """The SC-VAE pipeline: clustering of each image's sparse-code grid.
+
+    Parameters
+    ----------
+    extractor : CodeExtractor or LazyExtractor
+        Turns images into code grids [h, w, K] (segtool.pipeline.extract; `load_extractor()`
+        gives the shipped model's).
+    settings : ClusterSettings, optional
+        Clustering, foreground rule and clean-up; the default is the tool's default.
+    features : CodeFeatureSettings, optional
+        What is clustered besides position (codes, colour weight); the default is the tool's.
+    """
 
     name = "scvae"
 
@@ -216,6 +190,12 @@ class SCVAESegmenter(GridClusterSegmenter):
 
     def settings(self) -> dict:
         return {**asdict(self.cfg), **{f"codes_{k}": v for k, v in asdict(self.code_cfg).items()}}
+
+    def grid_size(self, height: int, width: int) -> tuple[int, int]:
+        # The grid follows the model's downsampling: this loads the model.
+        extractor = self.extractor.get() if hasattr(self.extractor, "get") else self.extractor
+        h, w = extractor.input_size(height, width)
+        return h // extractor.factor, w // extractor.factor
 
     def features_from_codes(self, image: np.ndarray, codes: np.ndarray, transform: str | None = None) -> np.ndarray:
         feats = standardise(transform_codes(codes, transform or self.code_cfg.transform, self.code_cfg.pca_dims))
@@ -236,7 +216,15 @@ class SCVAESegmenter(GridClusterSegmenter):
 
 class PipelineColourSegmenter(SCVAESegmenter):
     """The SC-VAE pipeline with Lab colour in place of the codes, on the grid the model would
-    give: everything but the features is shared, so the difference is what the codes add."""
+    give: everything but the features is shared, so the difference is what the codes add.
+
+    Parameters
+    ----------
+    settings, features : as for SCVAESegmenter (the colour weight is unused: colour is the feature).
+    input_side : int, default 256
+        The side the model would see (the grid is input_side / factor cells).
+    factor : int, default 8
+        The model's downsampling, 2^d."""
 
     name = "colour-pipeline"
 
@@ -244,6 +232,12 @@ class PipelineColourSegmenter(SCVAESegmenter):
                  input_side: int = 256, factor: int = 8):
         super().__init__(None, settings, features)
         self.input_side, self.factor = input_side, factor
+
+    def grid_size(self, height: int, width: int) -> tuple[int, int]:
+        from segtool.pipeline.extract import model_input_size
+
+        h, w = model_input_size(height, width, side=self.input_side, multiple=self.factor)
+        return h // self.factor, w // self.factor
 
     def feature_grids(self, images: list[np.ndarray]) -> list[np.ndarray]:
         from segtool.pipeline.extract import model_input_size
@@ -257,7 +251,14 @@ class PipelineColourSegmenter(SCVAESegmenter):
 
 
 class GrabCutSegmenter(Segmenter):
-    """OpenCV GrabCut initialised with a centred rectangle inset `inset` of each side."""
+    """OpenCV GrabCut initialised with a centred rectangle inset `inset` of each side.
+
+    Parameters
+    ----------
+    inset : float in [0, 0.45], default 0.1
+        Fraction of each side left outside the initial rectangle.
+    iterations : int in [1, 100], default 5
+        GrabCut iterations."""
 
     name = "grabcut"
 

@@ -14,9 +14,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from segtool.io.images import to_rgb
+from segtool.io.images import IMAGE_SUFFIXES, to_rgb
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 
 
 class TrainingDataError(ValueError):
@@ -156,7 +155,7 @@ def centre_crop(image, size: int):
 
 
 class AugmentedImages:
-    """The training-set protocol of `scvae.train`: random-resized crop + flip, [-1, 1]."""
+    """The training-set protocol of `scvae.training.trainer`: random-resized crop + flip, [-1, 1]."""
 
     def __init__(self, dataset, config: DataConfig):
         self.dataset = dataset

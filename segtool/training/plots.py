@@ -20,6 +20,8 @@ def read_log(path: Path) -> tuple[list[dict], list[dict]]:
 
 
 def plot_training_log(log_path: Path, png_path: Path) -> Path | None:
+    """The loss (and held-out PSNR) curves of a run as a PNG; None, and nothing written, while the log
+    has no step yet."""
     from segtool.io.figures import pyplot, save_png
 
     plt = pyplot()

@@ -10,7 +10,6 @@ from __future__ import annotations
 import copy
 import dataclasses
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 
 from segtool.training.data import DataConfig, TrainingDataError
@@ -28,35 +27,24 @@ class Recipe:
     source: str
     model: object          # scvae.SCVAEConfig
     data: DataConfig
-    train: object          # scvae.train.TrainConfig
+    train: object          # scvae.training.trainer.TrainConfig
     out: str
     description: str
     resolved: dict         # the recipe after overrides, as written beside the run
 
 
-def recipe_dir():
-    return resources.files("segtool.recipes")
-
-
 def available_recipes() -> list[str]:
-    return sorted(p.name[:-5] for p in recipe_dir().iterdir() if p.name.endswith(".yaml"))
+    from segtool.resources import shipped_names
+
+    return shipped_names("recipe")
 
 
 def find_recipe(name_or_path: str) -> tuple[str, str]:
-    """(name, YAML text) of a shipped recipe by name or a recipe file by path."""
-    path = Path(name_or_path).expanduser()
-    if path.suffix in (".yaml", ".yml") or path.exists():
-        if not path.is_file():
-            raise RecipeError(f"{path}: no such recipe file")
-        try:
-            return path.stem, path.read_text(encoding="utf-8")
-        except UnicodeDecodeError:
-            raise RecipeError(f"{path}: not a text file (a recipe is UTF-8 YAML)") from None
-    shipped = recipe_dir() / f"{name_or_path}.yaml"
-    if not shipped.is_file():
-        raise RecipeError(f"unknown recipe {name_or_path!r}; shipped recipes: {', '.join(available_recipes())} "
-                          "(or give a path to a .yaml file)")
-    return str(name_or_path), shipped.read_text(encoding="utf-8")
+    """(name, YAML text) of a shipped recipe by name or a recipe file by path (segtool.resources)."""
+    from segtool.resources import read_resource
+
+    text, source, shipped = read_resource("recipe", name_or_path, RecipeError)
+    return (name_or_path if shipped else Path(source).stem), text
 
 
 def parse_override(text: str) -> tuple[list[str], object]:
@@ -86,7 +74,7 @@ def apply_overrides(raw: dict, overrides: list[str]) -> dict:
 
 def build_recipe(name: str, source: str, raw: dict) -> Recipe:
     import scvae
-    from scvae.train import TrainConfig
+    from scvae.training.trainer import TrainConfig
 
     unknown = sorted(set(raw) - set(SECTIONS))
     if unknown:

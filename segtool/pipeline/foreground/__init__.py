@@ -1,1 +1,1 @@
-"""pipeline/foreground"""
+"""Which clusters are foreground, in one direction: cues -> scorer -> rules."""

@@ -25,11 +25,15 @@ CUE_NAMES = ("boundary_connectivity", "border_share", "size", "centre_distance",
              "contrast_to_border", "contrast_to_rest", "vertical_offset", "horizontal_offset")
 
 
+def border_cells(h: int, w: int) -> np.ndarray:
+    b = np.zeros((h, w), dtype=bool)
+    b[0, :] = b[-1, :] = b[:, 0] = b[:, -1] = True
+    return b
+
+
 def cluster_cues(labels: np.ndarray, features: np.ndarray) -> tuple[np.ndarray, list[int]]:
     """Cues [clusters, len(CUE_NAMES)] of a label grid [h, w] over a feature grid [h, w, C],
     and the cluster ids in the same order."""
-    from segtool.pipeline.foreground.rules import border_cells
-
     h, w = labels.shape
     if features.shape[:2] != (h, w):
         raise ValueError(f"labels are {h}x{w} but features are {features.shape[0]}x{features.shape[1]}")

@@ -25,13 +25,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-RULES = ("simple", "geodesic", "scored")
+from segtool.pipeline.foreground.cues import border_cells, cluster_cues
+from segtool.pipeline.foreground.scorer import load_scorer_cached
+from segtool.settings import RULES
 
-
-def border_cells(h: int, w: int) -> np.ndarray:
-    b = np.zeros((h, w), dtype=bool)
-    b[0, :] = b[-1, :] = b[:, 0] = b[:, -1] = True
-    return b
 
 
 def cluster_boundary_connectivity(labels: np.ndarray) -> dict[int, float]:
@@ -99,8 +96,6 @@ def select_foreground(labels: np.ndarray, rule: str = "simple", threshold: float
         scores = {int(c): float(bg[labels == c].mean()) for c in np.unique(labels)}
         threshold = 0.3 if threshold is None else threshold
     elif rule == "scored":
-        from segtool.pipeline.foreground.cues import cluster_cues
-        from segtool.pipeline.foreground.scorer import load_scorer_cached
 
         if features is None:
             raise ValueError("the scored rule needs the feature grid")

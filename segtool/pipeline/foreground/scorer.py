@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field
 from functools import lru_cache
-from importlib import resources
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +20,6 @@ import numpy as np
 from segtool.pipeline.foreground.cues import CUE_NAMES
 from segtool.errors import SegtoolError
 
-SHIPPED_DIR = "scorers"
 
 
 def _is_finite_number(value) -> bool:
@@ -81,26 +79,17 @@ def fit_scorer(cues: np.ndarray, object_fraction: np.ndarray, cells: np.ndarray,
 
 
 def shipped_scorers() -> list[str]:
-    folder = resources.files("segtool").joinpath(SHIPPED_DIR)
-    return sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".json"))
+    from segtool.resources import shipped_names
+
+    return shipped_names("scorer")
 
 
 def load_scorer(name_or_path: str) -> ClusterScorer:
     """A shipped scorer by name (`scvae`, `colour-pipeline`) or a JSON file written by
-    `bench/fit_cluster_scorer.py`. Bad input raises SegtoolError with a one-line reason."""
-    shipped = resources.files("segtool").joinpath(SHIPPED_DIR, f"{name_or_path}.json")
-    # A shipped name wins over a same-named folder in the working directory (the repo has scvae/).
-    if "/" not in name_or_path and "\\" not in name_or_path and shipped.is_file():
-        text = shipped.read_text()
-    else:
-        path = Path(name_or_path)
-        if not path.is_file():
-            raise SegtoolError(f"cluster scorer {name_or_path!r}: not a file, and not a shipped scorer "
-                               f"(shipped: {', '.join(shipped_scorers())})")
-        try:
-            text = path.read_text(encoding="utf-8")
-        except (UnicodeDecodeError, OSError) as exc:
-            raise SegtoolError(f"cluster scorer {name_or_path!r} cannot be read as text ({exc})") from None
+    `bench/fit_cluster_scorer.py` (segtool.resources). Bad input raises SegtoolError with a one-line reason."""
+    from segtool.resources import read_resource
+
+    text, _, _ = read_resource("scorer", name_or_path, SegtoolError)
     try:
         data = json.loads(text)
         if not isinstance(data, dict):

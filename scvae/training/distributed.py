@@ -8,6 +8,8 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from ..devices import pick_device
+
 
 @dataclass
 class DistEnv:
@@ -23,16 +25,6 @@ class DistEnv:
     @property
     def is_distributed(self) -> bool:
         return self.world_size > 1
-
-
-def pick_device(requested: str = "auto", local_rank: int = 0) -> torch.device:
-    if requested == "auto":
-        return torch.device(f"cuda:{local_rank}") if torch.cuda.is_available() else torch.device("cpu")
-    if requested.startswith("cuda") and not torch.cuda.is_available():
-        raise RuntimeError("--device cuda was asked for, but no CUDA GPU is visible to torch")
-    if requested == "cuda":
-        return torch.device(f"cuda:{local_rank}")
-    return torch.device(requested)
 
 
 def setup(device: str = "auto") -> DistEnv:

@@ -15,16 +15,15 @@ from __future__ import annotations
 
 import io
 import os
-import pickle
 import re
 import shutil
 from pathlib import Path
 
 import torch
 
-from .checkpoint import CONFIG_FILE, WEIGHTS_FILE, CheckpointError, _unpickler_reason, load_model, save_model
-from .fileio import atomic_write_bytes, atomic_write_text, fsync_dir
-from .model import SCVAE
+from ..checkpoint import CONFIG_FILE, WEIGHTS_FILE, CheckpointError, load_model, safe_torch_load, save_model
+from ..fileio import atomic_write_bytes, atomic_write_text, fsync_dir
+from ..model import SCVAE
 
 STATE_FILE = "train_state.pt"
 LATEST_FILE = "latest"
@@ -98,13 +97,7 @@ class CheckpointManager:
     def load(path: Path, map_location: str | torch.device = "cpu") -> tuple[SCVAE, dict]:
         model = load_model(path, map_location=map_location)
         state_file = path / STATE_FILE
-        try:
-            state = torch.load(state_file, map_location=map_location, weights_only=True)
-        except pickle.UnpicklingError as exc:
-            raise CheckpointError(f"{state_file}: refused: not a plain training state; unpickling it could run code "
-                                  f"({_unpickler_reason(exc)})") from None
-        except (RuntimeError, EOFError, OSError, ValueError) as exc:
-            raise CheckpointError(f"{state_file}: unreadable training state ({str(exc).splitlines()[0][:160]})") from None
+        state = safe_torch_load(state_file, "training state", map_location)
         if not isinstance(state, dict) or "step" not in state:
             raise CheckpointError(f"{state_file}: not a training state (no step recorded)")
         return model, state

@@ -23,13 +23,14 @@ from typing import Callable, Protocol, Sequence
 import torch
 from torch.utils.data import DataLoader
 
-from .checkpoint import CheckpointError
-from .config import SCVAEConfig, from_known_keys
+from ..checkpoint import CheckpointError
+from ..config import SCVAEConfig, from_known_keys
+from ..fileio import atomic_write_text
+from ..model import SCVAE
+from ..sparse import active_fraction
+from .checkpoints import CheckpointManager
 from .distributed import DistEnv, all_reduce_mean, barrier, setup, teardown
-from .fileio import atomic_write_text
-from .model import SCVAE
-from .run_checkpoints import CheckpointManager
-from .sparse import hoyer_sparsity
+from .metrics import evaluate_reconstruction
 
 
 class TrainingDiverged(RuntimeError):
@@ -193,49 +194,6 @@ def lr_lambda(config: TrainConfig, total_steps: int) -> Callable[[int], float]:
         progress = min(1.0, (step - config.warmup_steps) / span)
         return config.min_lr_ratio + (1 - config.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
     return factor
-
-
-def psnr(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Per-image PSNR in dB of images in [0, 1], shape [B, C, H, W]."""
-    mse = (a - b).pow(2).flatten(1).mean(1).clamp_min(1e-10)
-    return 10 * torch.log10(1.0 / mse)
-
-
-def ssim(a: torch.Tensor, b: torch.Tensor) -> list[float]:
-    """Per-image SSIM (scikit-image, Gaussian window as Wang et al. 2004) of images in [0, 1]."""
-    from skimage.metrics import structural_similarity
-
-    out = []
-    for x, y in zip(a.permute(0, 2, 3, 1).cpu().numpy(), b.permute(0, 2, 3, 1).cpu().numpy()):
-        out.append(float(structural_similarity(x, y, channel_axis=-1, data_range=1.0, gaussian_weights=True,
-                                               sigma=1.5, use_sample_covariance=False)))
-    return out
-
-
-@torch.inference_mode()
-def evaluate_reconstruction(model: SCVAE, images: torch.Tensor, batch_size: int = 16) -> dict[str, float]:
-    """Mean PSNR/SSIM of reconstructions and code sparsity on held-out images in [-1, 1]."""
-    was_training = model.training
-    model.eval()
-    device = next(model.parameters()).device
-    psnrs, ssims, hoyers, active = [], [], [], []
-    for start in range(0, len(images), batch_size):
-        x = images[start:start + batch_size].to(device)
-        out = model(x)
-        a = ((x.float() + 1) / 2).clamp(0, 1)
-        b = ((out.reconstruction.float() + 1) / 2).clamp(0, 1)
-        psnrs += psnr(b, a).tolist()
-        ssims += ssim(b, a)
-        hoyers.append(hoyer_sparsity(out.codes.float()).flatten())
-        active.append((out.codes != 0).float().flatten(0, -2).mean(-1))
-    model.train(was_training)
-    return {
-        "val_psnr": float(sum(psnrs) / len(psnrs)),
-        "val_ssim": float(sum(ssims) / len(ssims)),
-        "val_hoyer": float(torch.cat(hoyers).mean()),
-        "val_active": float(torch.cat(active).mean()),
-        "val_images": len(psnrs),
-    }
 
 
 def _worker_ignores_stop_signals(worker_id: int) -> None:
@@ -412,7 +370,7 @@ class Trainer:
                 if flags[5] > 0:
                     raise TrainingDiverged(
                         f"loss or gradients became NaN/inf at step {step + 1}; the last good checkpoint is "
-                        f"{last_saved or 'none (nothing saved yet)'}. Lower train.lr or set train.grad_clip, then --resume.")
+                        f"{last_saved or 'none (nothing saved yet)'}. Lower the learning rate or set gradient clipping, then resume from that checkpoint.")
                 optimizer.step()
                 scheduler.step()
                 step += 1
@@ -424,7 +382,7 @@ class Trainer:
                                "recon": float(flags[1]), "latent": float(flags[2]), "l1": float(flags[3]),
                                "grad_norm": float(flags[4]), "lr": scheduler.get_last_lr()[0],
                                "images_per_s": window_images / max(1e-9, now - window_t), "resolution": x.shape[-1],
-                               "active": float((out.codes != 0).float().mean()),
+                               "active": active_fraction(out.codes),
                                "elapsed_s": elapsed_before + now - t_start}
                     self._log(metrics)
                     self.hooks.on_step(step, metrics)
@@ -468,4 +426,4 @@ def train(model_config: SCVAEConfig, train_config: TrainConfig, dataset: ImageDa
 
 
 __all__: Sequence[str] = ["TrainConfig", "Trainer", "TrainerHooks", "TrainingDiverged", "TrainingInterrupted",
-                          "StepBatchSampler", "evaluate_reconstruction", "psnr", "ssim", "train"]
+                          "StepBatchSampler", "train"]

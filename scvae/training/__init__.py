@@ -1,0 +1,1 @@
+"""Training the SC-VAE: the loop, run checkpoints, distributed set-up, reconstruction metrics."""

@@ -1,0 +1,54 @@
+"""Command-line values shared by several commands, checked before any heavy import.
+
+Each check raises UsageError (exit 2) naming the flag; the library's own checks name the
+setting, and this layer is the only one that knows the flags.
+"""
+
+from __future__ import annotations
+
+import math
+
+from segtool.errors import UsageError
+
+
+def pipeline_options(k: int | None, clustering: str | None, refine: str | None, rule: str | None = None) -> dict:
+    """--k, --clustering (alias --method), --refine and --rule as pipeline settings."""
+    from segtool.settings import CLUSTERINGS, REFINEMENTS, RULES
+
+    if k is not None and k < 2:
+        raise UsageError(f"--k {k}: need at least 2 clusters (one cluster cannot separate foreground from background)")
+    if clustering is not None and clustering not in CLUSTERINGS:
+        raise UsageError(f"--clustering {clustering!r}: choose {' or '.join(CLUSTERINGS)}")
+    if refine is not None and refine not in REFINEMENTS:
+        raise UsageError(f"--refine {refine!r}: choose {' or '.join(REFINEMENTS)}")
+    if rule is not None and rule not in RULES:
+        raise UsageError(f"--rule {rule!r}: choose {', '.join(RULES)}")
+    return {"k": k, "method": clustering, "refine": refine, "rule": rule}
+
+
+def parse_noise_levels(text: str) -> list[float]:
+    """--noise '0,0.1,0.2' -> [0.0, 0.1, 0.2], sorted, without repeats."""
+    levels = []
+    for part in text.split(","):
+        part = part.strip()
+        if not part:
+            continue
+        try:
+            value = float(part)
+        except ValueError:
+            raise UsageError(f"--noise: {part!r} is not a number (give sigmas like 0,0.1,0.2)") from None
+        if not math.isfinite(value) or value < 0:
+            raise UsageError(f"--noise: sigma must be a finite number >= 0, got {part}")
+        levels.append(value)
+    if not levels:
+        raise UsageError("--noise: give at least one sigma, e.g. --noise 0 or --noise 0,0.1,0.2")
+    return sorted(set(levels))
+
+
+def check_device(device: str) -> str:
+    from scvae.devices import DeviceError, check_device_name
+
+    try:
+        return check_device_name(device)
+    except DeviceError as exc:
+        raise UsageError(f"--{exc}") from None

@@ -1,0 +1,127 @@
+"""The pipeline's settings: declared types, limits and defaults, importable without numpy,
+torch, scikit-learn or OpenCV, so every option is checked before any heavy import.
+
+The defaults here ARE the tool's defaults: `SCVAESegmenter(extractor)` built in Python runs
+exactly what `segtool segment photo.jpg` runs (docs/PIPELINE.md gives the measurements behind
+each choice).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+from segtool.params import Flag, Number, OneOf, Text, Whole, WholeList, check_dataclass
+
+CLUSTERINGS = ("kmeans", "spectral")            # how one image's cells are clustered
+AFFINITIES = ("rbf", "knn", "cosine")           # spectral clustering's cell-to-cell affinity
+RULES = ("simple", "geodesic", "scored")        # which clusters are foreground
+REFINEMENTS = ("none", "grabcut")               # edge refinement of the upsampled mask
+CODE_TRANSFORMS = ("raw", "abs", "l2", "pca")   # what is done to the codes before clustering
+
+
+@dataclass
+class ClusterSettings:
+    """How a feature grid becomes a foreground mask.
+
+    Parameters
+    ----------
+    k : int, default 4
+        Clusters per image when `consensus` is empty.
+    method : {"kmeans", "spectral"}, default "kmeans"
+        The clustering algorithm (`--clustering` on the command line).
+    affinity : {"rbf", "knn", "cosine"}, default "rbf"
+        Spectral clustering's affinity; rbf's gamma is scaled by the median squared distance.
+    gamma_scale : float > 0, default 1.0
+        Multiplies that gamma.
+    n_neighbors : int, default 10
+        Neighbours of the knn affinity.
+    rule : {"simple", "geodesic", "scored"}, default "scored"
+        The foreground rule: boundary connectivity, its geodesic form, or the learnt cluster scorer.
+    threshold : float or None, default None
+        The rule's cut-off (None: the rule's own).
+    geodesic_sigma : float > 0, default 2.0
+        Colour scale of the geodesic rule.
+    scorer : str, default ""
+        The scored rule's scorer: a shipped name or a JSON path; "" = the segmenter's own.
+    position_weight : float >= 0, default 1.0
+        Weight of the cell position appended to the features before clustering.
+    consensus : tuple of int, default (3, 4, 6, 8)
+        Several k: a cell is foreground when most clusterings say so; () = one clustering at `k`.
+    refine : {"none", "grabcut"}, default "none"
+        Edge refinement of the mask at image resolution.
+    fill_holes : bool, default True
+        Fill background holes enclosed by foreground.
+    min_part : float in [0, 1], default 0.02
+        Drop foreground parts smaller than this fraction of the image.
+    n_init : int, default 4
+        K-means restarts.
+    seed : int, default 0
+        Seed of the clustering.
+    """
+
+    k: int = 4
+    method: str = "kmeans"
+    affinity: str = "rbf"
+    gamma_scale: float = 1.0
+    n_neighbors: int = 10
+    rule: str = "scored"
+    threshold: float | None = None
+    geodesic_sigma: float = 2.0
+    scorer: str = ""
+    position_weight: float = 1.0
+    consensus: tuple[int, ...] = (3, 4, 6, 8)
+    refine: str = "none"
+    fill_holes: bool = True
+    min_part: float = 0.02
+    n_init: int = 4
+    seed: int = 0
+
+    LIMITS = {
+        "k": Whole(2, 100_000), "method": OneOf(CLUSTERINGS), "affinity": OneOf(AFFINITIES),
+        "gamma_scale": Number(0, 1e6, above_low=True), "n_neighbors": Whole(1, 1000), "rule": OneOf(RULES),
+        "threshold": Number(optional=True), "geodesic_sigma": Number(0, 1e6, above_low=True), "scorer": Text(),
+        "position_weight": Number(0, 1e6), "consensus": WholeList(2, 100_000), "refine": OneOf(REFINEMENTS),
+        "fill_holes": Flag(), "min_part": Number(0, 1), "n_init": Whole(1, 100), "seed": Whole(0, 2 ** 32 - 1),
+    }
+
+    def __post_init__(self) -> None:
+        for k in (self.k, *(self.consensus if isinstance(self.consensus, (list, tuple)) else [self.consensus])):
+            if isinstance(k, (int, float)) and not isinstance(k, bool) and k < 2:
+                raise ValueError(f"k must be at least 2 (got {k}): one cluster cannot separate anything")
+        check_dataclass(self, self.LIMITS)
+
+    @property
+    def ks(self) -> tuple[int, ...]:
+        return self.consensus or (self.k,)
+
+
+@dataclass
+class CodeFeatureSettings:
+    """What the SC-VAE pipeline clusters, besides position.
+
+    Parameters
+    ----------
+    transform : {"raw", "abs", "l2", "pca"}, default "raw"
+        Applied to the codes (see segtool.pipeline.features.transform_codes).
+    pca_dims : int, default 16
+        Dimensions kept by the pca transform.
+    colour_weight : float >= 0, default 1.0
+        Weight of standardised Lab colour appended to the standardised codes (0: codes only).
+    smooth : int >= 0, default 0
+        Box-filter radius over the grid before clustering.
+    """
+
+    transform: str = "raw"
+    pca_dims: int = 16
+    colour_weight: float = 1.0
+    smooth: int = 0
+
+    LIMITS = {"transform": OneOf(CODE_TRANSFORMS), "pca_dims": Whole(1, 4096), "colour_weight": Number(0, 1e6),
+              "smooth": Whole(0, 64)}
+
+    def __post_init__(self) -> None:
+        check_dataclass(self, self.LIMITS)
+
+
+def setting_names(cls) -> set[str]:
+    return {f.name for f in fields(cls)}
