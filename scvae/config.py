@@ -70,15 +70,20 @@ def max_parameters() -> int:
         return DEFAULT_MAX_PARAMETERS
 
 
+def key_list(keys) -> str:
+    """Keys for a one-line message: plain names as they are, anything else (newlines, spaces) quoted."""
+    return ", ".join(str(k) if str(k).isidentifier() else repr(k) for k in sorted(keys, key=str))
+
+
 def from_known_keys(cls, data: dict, what: str):
     """Build dataclass `cls` from a mapping, refusing keys it does not have (a typo in a recipe
     or config file must not be silently ignored) and numbers that are not numbers."""
     if not isinstance(data, dict):
         raise ValueError(f"{what} must be a mapping of keys to values, got {type(data).__name__}")
     known = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - known)
+    unknown = set(data) - known
     if unknown:
-        raise ValueError(f"unknown {what} keys: {', '.join(unknown)}")
+        raise ValueError(f"unknown {what} keys: {key_list(unknown)}")
     return cls(**coerce_numbers(cls, data))
 
 
@@ -133,15 +138,15 @@ class SCVAEConfig:
             problems.append(f"latent_weight must be a finite number >= 0, got {self.latent_weight}")
         if not 0.0 <= self.dropout < 1.0:
             problems.append(f"dropout must be in [0, 1), got {self.dropout}")
-        if any(m < 1 or m > 64 for m in self.multipliers):
+        if self.channel_mult is not None and len(self.channel_mult) != self.d + 1:
+            problems.append(f"channel_mult needs d + 1 = {self.d + 1} entries, got {len(self.channel_mult)}")
+        elif any(m < 1 or m > 64 for m in self.multipliers):
             problems.append(f"channel_mult entries must be in 1..64, got {list(self.multipliers)}")
         elif self.estimated_parameters() > max_parameters():
             problems.append(f"about {self.estimated_parameters():,} parameters is above the limit of {max_parameters():,} "
                             f"(set {MAX_PARAMETERS_ENV} to allow more)")
         if self.base_channels < 1 or self.max_channels < self.base_channels:
             problems.append(f"need 1 <= base_channels <= max_channels, got {self.base_channels}, {self.max_channels}")
-        if self.channel_mult is not None and len(self.channel_mult) != self.d + 1:
-            problems.append(f"channel_mult needs d + 1 = {self.d + 1} entries, got {len(self.channel_mult)}")
         if math.isqrt(self.code_dim) ** 2 != self.code_dim:
             problems.append(f"code_dim (n) must be a perfect square for the 2-D DCT, got {self.code_dim}")
         if self.num_atoms < 1:

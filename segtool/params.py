@@ -104,11 +104,16 @@ def _bounds(name: str, value, low, high) -> None:
         raise ValueError(f"{name} must be{_range(low, high)}, got {value:g}")
 
 
+def key_list(keys) -> str:
+    """Keys for a one-line message: plain names as they are, anything else (newlines, spaces) quoted."""
+    return ", ".join(str(k) if str(k).isidentifier() else repr(k) for k in sorted(keys, key=str))
+
+
 def check_params(limits: dict, values: dict, owner: str) -> dict:
     """`values` checked against `limits`; unknown names are refused, coerced values returned."""
-    unknown = sorted(set(values) - set(limits))
+    unknown = set(values) - set(limits)
     if unknown:
-        raise ValueError(f"{owner}: unknown setting(s) {', '.join(unknown)}; known: {', '.join(limits)}")
+        raise ValueError(f"{owner}: unknown setting(s) {key_list(unknown)}; known: {', '.join(limits)}")
     return {name: limits[name].check(name, value) for name, value in values.items()}
 
 

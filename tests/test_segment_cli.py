@@ -114,3 +114,32 @@ def test_help_is_fast_and_does_not_import_torch():
                           timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert "HEAVY []" in proc.stdout, proc.stdout
+
+
+def _write_many(folder: str, prefix: str, count: int, barrier) -> None:
+    from segtool.io.outputs import OutputDir
+
+    out = OutputDir(folder, [])
+    barrier.wait(timeout=60)   # both runs have read the (empty) record before either writes
+    for i in range(count):
+        out.write_png(f"{prefix}{i}_mask.png", np.zeros((4, 4), np.uint8))
+
+
+def test_two_runs_into_one_folder_keep_both_records(tmp_path):
+    """Two `segment` runs writing into the same --out at once: each must still own its files after."""
+    import multiprocessing
+
+    from segtool.io.outputs import OutputDir
+
+    folder = tmp_path / "shared-out"
+    context = multiprocessing.get_context("spawn")
+    barrier = context.Barrier(2)
+    runs = [context.Process(target=_write_many, args=(str(folder), prefix, 15, barrier)) for prefix in ("a", "b")]
+    for run in runs:
+        run.start()
+    for run in runs:
+        run.join(timeout=120)
+        assert run.exitcode == 0
+    later = OutputDir(folder, [])
+    assert later.owned == {f"{p}{i}_mask.png" for p in ("a", "b") for i in range(15)}
+    later.check_free(["a3_mask.png", "b14_mask.png"], set())   # a rerun of either may replace its files

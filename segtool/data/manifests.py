@@ -12,6 +12,8 @@ what has a public URL.
 
 from __future__ import annotations
 
+from segtool.params import key_list
+
 import re
 from dataclasses import dataclass, fields
 
@@ -98,7 +100,7 @@ def _build(cls, data, where: str):
     known = {f.name for f in fields(cls)}
     unknown = sorted(set(data) - known)
     if unknown:
-        raise DatasetError(f"{where}: unknown field(s) {', '.join(unknown)}")
+        raise DatasetError(f"{where}: unknown field(s) {key_list(unknown)}")
     try:
         return cls(**data)
     except TypeError as exc:
@@ -177,7 +179,7 @@ def parse_manifest(data: dict, source: str = "<manifest>") -> Manifest:
         raise DatasetError(f"{source}: split: expected a mapping with definition and files")
     unknown_split = sorted(set(split) - {"definition", "files"})
     if unknown_split:
-        raise DatasetError(f"{source}: split: unknown field(s) {', '.join(unknown_split)}")
+        raise DatasetError(f"{source}: split: unknown field(s) {key_list(unknown_split)}")
     required = ("name", "title", "homepage", "licence", "citation", "protocol")
     missing = [key for key in required if not data.get(key)]
     if missing:

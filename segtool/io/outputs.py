@@ -17,6 +17,32 @@ import numpy as np
 from segtool.errors import InputError, UsageError
 
 LEDGER = ".segtool-outputs.json"
+LEDGER_LOCK = ".segtool-outputs.lock"
+
+
+class _locked:
+    """An exclusive advisory lock on `path` (flock) for a with-block; where the platform has no
+    fcntl, writers are not serialised (the ledger is still replaced atomically)."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.handle = None
+
+    def __enter__(self):
+        try:
+            import fcntl
+        except ImportError:
+            return self
+        self.handle = open(self.path, "a+")
+        fcntl.flock(self.handle.fileno(), fcntl.LOCK_EX)
+        return self
+
+    def __exit__(self, *exc):
+        if self.handle is not None:
+            import fcntl
+
+            fcntl.flock(self.handle.fileno(), fcntl.LOCK_UN)
+            self.handle.close()
 
 # Distinct, colour-blind-friendly colours for cluster maps (Okabe-Ito, then Tableau).
 PALETTE = np.array([
@@ -64,9 +90,14 @@ class OutputDir:
             return set()
 
     def _save_ledger(self) -> None:
+        """Record what this run wrote, merged with what other runs into the same folder recorded
+        meanwhile: read, merge and replace happen under an exclusive lock, so two `segment` runs
+        into one folder both keep their entries."""
         from scvae.fileio import atomic_write_text
 
-        atomic_write_text(self.ledger_path, json.dumps({"files": sorted(self.owned)}, indent=1) + "\n")
+        with _locked(self.path / LEDGER_LOCK):
+            self.owned |= self._read_ledger()
+            atomic_write_text(self.ledger_path, json.dumps({"files": sorted(self.owned)}, indent=1) + "\n")
 
     def check_free(self, names: list[str], protected: set[Path]) -> None:
         """Refuse before writing anything if a name is taken by a file segtool did not write."""

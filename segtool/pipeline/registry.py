@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
+from segtool.params import key_list
 from segtool.errors import UsageError
 
 MODEL_METHODS = ("scvae",)
@@ -31,9 +32,9 @@ class MethodSpec:
 
     @property
     def label(self) -> str:
-        if not self.overrides:
-            return self.name
-        return f"{self.name}[{','.join(f'{k}={v}' for k, v in self.overrides.items())}]"
+        text = self.name if not self.overrides else \
+            f"{self.name}[{','.join(f'{k}={v}' for k, v in self.overrides.items())}]"
+        return text if text.isprintable() else repr(text)  # a label sits inside one-line messages
 
 
 def split_top_level(text: str) -> list[str]:
@@ -120,7 +121,7 @@ def _settings_from(overrides: dict, spec: MethodSpec, cluster, codes=None) -> No
         codes.__post_init__()
     cluster.__post_init__()
     if overrides:
-        raise UsageError(f"method {spec.label}: unknown setting(s) {', '.join(overrides)}")
+        raise UsageError(f"method {spec.label}: unknown setting(s) {key_list(overrides)}")
 
 
 def _scvae(overrides: dict, extractor_factory, cli):

@@ -7,6 +7,8 @@ The `model` section names a preset and overrides its fields: `{preset: paper-d3,
 
 from __future__ import annotations
 
+from segtool.params import key_list
+
 import copy
 import dataclasses
 from dataclasses import dataclass
@@ -78,7 +80,7 @@ def build_recipe(name: str, source: str, raw: dict) -> Recipe:
 
     unknown = sorted(set(raw) - set(SECTIONS))
     if unknown:
-        raise RecipeError(f"{source}: unknown top-level keys {', '.join(unknown)}; expected {', '.join(SECTIONS)}")
+        raise RecipeError(f"{source}: unknown top-level keys {key_list(unknown)}; expected {', '.join(SECTIONS)}")
     from scvae.config import coerce_numbers
 
     for section in ("model", "data", "train"):
@@ -92,7 +94,7 @@ def build_recipe(name: str, source: str, raw: dict) -> Recipe:
         fields = {f.name for f in dataclasses.fields(base)}
         bad = sorted(set(model_raw) - fields)
         if bad:
-            raise ValueError(f"unknown model keys {', '.join(bad)}")
+            raise ValueError(f"unknown model keys {key_list(bad)}")
         if "d" in model_raw and "channel_mult" not in model_raw:
             model_raw["channel_mult"] = None  # re-derive the level widths for the new depth
         model = base.replace(**coerce_numbers(type(base), model_raw))

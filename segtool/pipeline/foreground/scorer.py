@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from segtool.pipeline.foreground.cues import CUE_NAMES
+from segtool.params import key_list
 from segtool.errors import SegtoolError
 
 
@@ -94,6 +95,11 @@ def load_scorer(name_or_path: str) -> ClusterScorer:
         data = json.loads(text)
         if not isinstance(data, dict):
             raise ValueError("expected a JSON object with cues, mean, scale, coef and intercept")
+        known = {"cues", "mean", "scale", "coef", "intercept", "provenance"}
+        unknown = key_list(set(data) - known)
+        missing = sorted(known - {"provenance"} - set(data))
+        if unknown or missing:
+            raise ValueError(f"unknown key(s) {unknown}" if unknown else f"missing {', '.join(missing)}")
         return ClusterScorer(**data)
     except (json.JSONDecodeError, TypeError, ValueError) as exc:
         raise SegtoolError(f"cluster scorer {name_or_path!r} is not a valid scorer file: {exc}") from None
