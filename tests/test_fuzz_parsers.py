@@ -3,10 +3,8 @@ configs, scorer files, method overrides, results.csv. Random and mutated inputs 
 but only with the project's own one-line errors, and nothing is written outside the given folder."""
 
 import json
-import os
 from pathlib import Path
 
-import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -26,10 +24,6 @@ values = st.recursive(scalars, lambda inner: st.one_of(st.lists(inner, max_size=
 
 def one_line(exc: Exception) -> None:
     assert str(exc) and "\n" not in str(exc).strip()
-
-
-def files_outside(root: Path, before: set) -> set:
-    return {p for p in root.parent.rglob("*") if not str(p).startswith(str(root))} - before
 
 
 MANIFEST_KEYS = ["name", "title", "homepage", "licence", "citation", "protocol", "files", "layout", "split", "aliases",
