@@ -73,11 +73,16 @@ def test_fit_scorer_learns_to_call_the_square_object(tmp_path):
         fit_scorer(cues, np.zeros(len(cues)), cells)
 
 
-@pytest.mark.parametrize("name", ["scvae", "colour-pipeline"])
-def test_shipped_scorers_load_and_pick_an_obvious_object(name):
+KINDS = {"oxford17-flowers-seg": 282, "ecssd-dev": 167, "isic-lesions-128": 267}
+
+
+@pytest.mark.parametrize("name, images", [("scvae", KINDS), ("colour-pipeline", KINDS),
+                                          ("scvae-flowers", 282), ("colour-pipeline-flowers", 282)])
+def test_shipped_scorers_load_and_pick_an_obvious_object(name, images):
     assert name in shipped_scorers()
     scorer = load_scorer(name)
-    assert scorer.provenance["stride"] == 3 and scorer.provenance["images"] == 282  # the selection subset only
+    # Fit on the selection subsets only: the defaults on three kinds of images, the -flowers ones on Oxford-17.
+    assert scorer.provenance["stride"] == 3 and scorer.provenance["images"] == images
     labels, features = square_scene(size=8)
     choice = select_foreground(labels, "scored", features=features, scorer=name)
     assert choice.foreground_clusters == [1]
