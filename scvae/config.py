@@ -33,7 +33,8 @@ def _number(key: str, value, kind: type, optional: bool):
 
 
 def coerce_numbers(cls, data: dict) -> dict:
-    """Numbers of a mapping read from YAML, made the type each field declares."""
+    """Values of a mapping read from YAML, made (or checked to be) the type each field declares:
+    numbers written another way are converted, text and true/false must be what the field says."""
     import typing
 
     hints = typing.get_type_hints(cls)
@@ -48,6 +49,10 @@ def coerce_numbers(cls, data: dict) -> dict:
             out[key] = _number(key, value, int, optional)
         elif numeric == {float}:
             out[key] = _number(key, value, float, optional)
+        elif numeric == {bool} and not isinstance(value, bool):
+            raise ValueError(f"{key} must be true or false, got {value!r}")
+        elif numeric == {str} and not isinstance(value, str) and not (optional and value is None):
+            raise ValueError(f"{key} must be text, got {value!r}")
     return out
 
 

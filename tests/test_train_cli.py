@@ -98,7 +98,10 @@ def test_numbers_written_as_people_write_them(capsys, tmp_path):
                                             ("data.holdout=-3", "holdout must be >= 0"),
                                             ("model.d=1000000000", "d must be in 0..10"),
                                             ("model.num_atoms=1000000000", "num_atoms must be in 1..16384"),
-                                            ("model.base_channels=4096", "parameters is above the limit")])
+                                            ("model.base_channels=4096", "parameters is above the limit"),
+                                            ("train.seed=-1", "seed must be a whole number"),
+                                            ("train.amp=abc", "amp must be true or false"),
+                                            ("data.root=123", "root must be text")])
 def test_values_of_the_wrong_type_are_named(capsys, tmp_path, override, hint):
     code, _, err = run(capsys, "small-cpu", "--dry-run", "--set", override)
     assert code == 2

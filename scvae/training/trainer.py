@@ -108,6 +108,8 @@ class TrainConfig:
             problems.append(f"keep_checkpoints must be >= 1, got {self.keep_checkpoints}")
         if not 1 <= self.val_batch_size <= 65536:
             problems.append(f"val_batch_size must be in 1..65536, got {self.val_batch_size}")
+        if not 0 <= self.seed < 2 ** 63:
+            problems.append(f"seed must be a whole number in [0, 2^63), got {self.seed}")
         if not 0 <= self.num_workers <= 256:
             problems.append(f"num_workers must be in 0..256, got {self.num_workers}")
         if problems:

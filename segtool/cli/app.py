@@ -48,7 +48,8 @@ def segment(
 def eval_(
     datasets: List[str] = typer.Argument(..., help="One or more of flowers | cub | isic | folder:PATH (images/ + masks/ "
                                          "with the same stems); several make a suite: a table per set, the mean over "
-                                         "sets, paired differences."),
+                                         "sets, paired differences. A mask's foreground: brighter than half its "
+                                         "range, or 1 in a mask of 0s and 1s."),
     data_root: Optional[Path] = typer.Option(None, "--data-root", help="Where the dataset lives (flowers, cub, isic)."),
     k: Optional[int] = typer.Option(None, "--k", help="Clusters per image for the SC-VAE pipeline."),
     method: Optional[str] = typer.Option(None, "--clustering", "--method", help="Clustering algorithm: kmeans | spectral (--method is the older name)."),
