@@ -99,22 +99,20 @@ def train(
         typer.echo(f"final checkpoint: {path}")
 
 
+# Expected failures and their exit codes (-1: the error's own); anything else is a bug and keeps its
+# traceback. Named by module so that reporting a bad option never imports torch: an error of a
+# module that was never imported cannot have been raised.
+ERROR_TYPES = (("segtool.errors", "SegtoolError", -1), ("scvae.checkpoint", "CheckpointError", 1),
+               ("scvae.training.trainer", "TrainingDiverged", 1), ("segtool.training.recipe", "RecipeError", 2),
+               ("segtool.training.data", "TrainingDataError", 1), ("builtins", "FileExistsError", 2))
+
+
 def _error_types():
-    """Expected failures and their exit codes; anything else is a bug and keeps its traceback."""
-    from segtool.errors import SegtoolError
-
-    table: list[tuple[type, int]] = [(SegtoolError, -1)]
-    try:
-        from scvae.checkpoint import CheckpointError
-        from scvae.training.trainer import TrainingDiverged
-
-        table += [(CheckpointError, 1), (TrainingDiverged, 1)]
-    except ImportError:
-        pass
-    from segtool.training.data import TrainingDataError
-    from segtool.training.recipe import RecipeError
-
-    table += [(RecipeError, 2), (TrainingDataError, 1), (FileExistsError, 2)]
+    table: list[tuple[type, int]] = []
+    for module, name, code in ERROR_TYPES:
+        loaded = sys.modules.get(module)
+        if loaded is not None and hasattr(loaded, name):
+            table.append((getattr(loaded, name), code))
     return table
 
 
@@ -174,23 +172,20 @@ def main(argv: Optional[list[str]] = None) -> None:
 
 
 def _report(exc: Exception, debug: bool) -> None:
-    from scvae.training.trainer import TrainingInterrupted
-
-    if isinstance(exc, TrainingInterrupted):
+    trainer = sys.modules.get("scvae.training.trainer")
+    if trainer is not None and isinstance(exc, trainer.TrainingInterrupted):
         where = f"checkpoint saved to {exc.checkpoint}; " if exc.checkpoint else ""
         if os.environ.get("RANK", "0") == "0":
             typer.echo(f"segtool: interrupted at step {exc.step}; {where}rerun with --resume to continue", err=True)
         sys.exit(130)
     from segtool.errors import Interrupted
 
-    from scvae.devices import DeviceError
-
-    if isinstance(exc, DeviceError):  # the library names the setting; the command line names its flag
+    devices = sys.modules.get("scvae.devices")
+    if devices is not None and isinstance(exc, devices.DeviceError):  # the library names the setting; the command line names its flag
         typer.echo(f"segtool: error: --{exc}", err=True)
         sys.exit(2)
-    from segtool.pipeline.models import MissingDefaultModel
-
-    if isinstance(exc, MissingDefaultModel):
+    models = sys.modules.get("segtool.pipeline.models")
+    if models is not None and isinstance(exc, models.MissingDefaultModel):
         typer.echo(f"segtool: error: {exc} with --model PATH", err=True)
         sys.exit(1)
     if isinstance(exc, Interrupted):
