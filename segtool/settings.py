@@ -17,6 +17,7 @@ AFFINITIES = ("rbf", "knn", "cosine")           # spectral clustering's cell-to-
 RULES = ("simple", "geodesic", "scored")        # which clusters are foreground
 REFINEMENTS = ("none", "grabcut")               # edge refinement of the upsampled mask
 CODE_TRANSFORMS = ("raw", "abs", "l2", "pca")   # what is done to the codes before clustering
+EVAL_SUBSETS = ("all", "selection", "held-out")  # which images of a split an evaluation scores
 
 
 @dataclass

@@ -476,3 +476,15 @@ def test_missing_model_path_is_one_line(one_image, tmp_path, capsys):
     assert code == 1 and "Traceback" not in err
     (line,) = lines(err)
     assert "no-such-model" in line
+
+
+@pytest.mark.parametrize("argv", [["segment", "x.jpg", "--k", "0"], ["segment", "x.jpg", "--device", "tpu"],
+                                  ["segment", "x.jpg", "--clustering", "foo"], ["eval", "folder:x", "--methods", "foo"],
+                                  ["eval", "cub"], ["eval", "folder:x", "--noise", "-1"],
+                                  ["eval", "folder:x", "--subset", "half"]])
+def test_a_bad_option_is_refused_before_torch_or_sklearn_load(argv):
+    """Options are checked before any heavy import: a typo is answered at once, not after seconds."""
+    code = ("import sys\nfrom segtool.cli.app import main\ntry:\n    main(sys.argv[1:])\nexcept SystemExit as e:\n"
+            "    print('exit', e.code)\nprint(sorted(m for m in ('torch', 'sklearn', 'cv2') if m in sys.modules))\n")
+    proc = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True, timeout=120)
+    assert proc.stdout.splitlines() == ["exit 2", "[]"], proc.stdout + proc.stderr

@@ -96,17 +96,9 @@ def print_summary(summary: dict) -> None:
 def run_eval_command(datasets: str | list[str], *, data_root=None, k=None, method=None, refine=None, rule=None, methods="scvae",
                      compare=None, noise="0", limit=None, stride=1, out=None, resume=False, image_resize="bilinear",
                      model=None, device="auto", batch_size=32, seed=0, cache=True, subset="all") -> dict:
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-
-    from segtool.data.readers import DatasetSpecError, check_dataset_spec, open_dataset
-    from segtool.evaluation.results import check_out_dir
-    from segtool.evaluation.runner import EvalPlan, run_eval
-    from segtool.pipeline.registry import build_segmenter, k_beyond_grid, parse_method_list
-    from segtool.pipeline.models import load_extractor
     from segtool.cli.options import check_device, parse_noise_levels, pipeline_options
-
-    from segtool.evaluation.runner import SUBSETS
-
+    from segtool.pipeline.registry import parse_method_list
+    from segtool.settings import EVAL_SUBSETS as SUBSETS
     if subset not in SUBSETS:
         raise UsageError(f"--subset {subset!r}: choose {', '.join(SUBSETS)}")
     if subset != "all" and stride != 1:
@@ -122,6 +114,8 @@ def run_eval_command(datasets: str | list[str], *, data_root=None, k=None, metho
     labels = [s.label for s in specs]
     if len(set(labels)) != len(labels):
         raise UsageError(f"a method is listed twice: {', '.join(labels)}")
+    from segtool.data.readers import DatasetSpecError, check_dataset_spec, open_dataset
+
     datasets = [datasets] if isinstance(datasets, str) else list(datasets)
     if not datasets:
         raise UsageError("no dataset to evaluate: give one or more of flowers, cub, isic, folder:PATH")
@@ -130,6 +124,13 @@ def run_eval_command(datasets: str | list[str], *, data_root=None, k=None, metho
             check_dataset_spec(dataset, data_root)
         except DatasetSpecError as exc:
             raise UsageError(f"{exc}; pass it with --data-root DIR" if exc.missing_root else str(exc)) from None
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    from segtool.evaluation.results import check_out_dir
+    from segtool.evaluation.runner import EvalPlan, run_eval
+    from segtool.pipeline.models import load_extractor
+    from segtool.pipeline.registry import build_segmenter, k_beyond_grid
+
     readers = [open_dataset(dataset, data_root) for dataset in datasets]
     names = [reader.name for reader in readers]
     if len(set(names)) != len(names):

@@ -16,14 +16,15 @@ console = Console(stderr=True)
 
 def run_segment(paths: list[str], *, k=None, method=None, refine=None, rule=None, model=None, out: Path = Path("segtool-out"),
                 as_json: bool = False, device: str = "auto", max_pixels: int = 100_000_000, batch_size: int = 8) -> int:
+    options = pipeline_options(k, method, refine, rule)   # every option checked before any heavy import
+    check_device(device)
+
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from segtool.pipeline.registry import MethodSpec, build_segmenter
     from segtool.pipeline.models import load_extractor
+    from segtool.pipeline.registry import MethodSpec, build_segmenter
     from segtool.segment import segment_files
 
-    options = pipeline_options(k, method, refine, rule)
-    check_device(device)
     segmenter = build_segmenter(MethodSpec("scvae"), cli=options,
                                 extractor_factory=lambda: load_extractor(model, device=device, batch_size=batch_size))
     with Progress(TextColumn("[bold]segment"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),

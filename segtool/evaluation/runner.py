@@ -26,10 +26,10 @@ import numpy as np
 from segtool.evaluation.results import ResultWriter, merge_run_record, read_results, write_run_record
 from segtool.evaluation.metrics import score_mask
 from segtool.evaluation.noise import add_gaussian_noise
+from segtool.settings import EVAL_SUBSETS as SUBSETS
 
 FORMAT_VERSION = 2
 SELECTION_STRIDE = 3      # settings are chosen and scorers fit on every third image (index % 3 == 0)
-SUBSETS = ("all", "selection", "held-out")
 
 
 @dataclass
