@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -143,3 +144,28 @@ def test_two_runs_into_one_folder_keep_both_records(tmp_path):
     later = OutputDir(folder, [])
     assert later.owned == {f"{p}{i}_mask.png" for p in ("a", "b") for i in range(15)}
     later.check_free(["a3_mask.png", "b14_mask.png"], set())   # a rerun of either may replace its files
+
+
+def test_an_image_on_standard_input_and_short_options(tmp_path, tiny_model):
+    """`cat img | segtool segment - -k 3 -o out`: outputs named stdin_*, the temporary copy removed."""
+    image = tmp_path / "photo.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (40, 56, 3), dtype=np.uint8)).save(image)
+    out = tmp_path / "out"
+    argv = [sys.executable, "-m", "segtool", "segment", "-", "-k", "3", "-o", str(out), "--model", tiny_model, "--json"]
+    proc = subprocess.run(argv, input=image.read_bytes(), capture_output=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr.decode()
+    (result,) = json.loads(proc.stdout)["results"]
+    assert result["input"] == "-"
+    assert sorted(p.name for p in out.glob("*.png")) == ["stdin_clusters.png", "stdin_mask.png", "stdin_overlay.png"]
+    empty = subprocess.run(argv, input=b"", capture_output=True, timeout=120)
+    assert empty.returncode == 2 and b"standard input is empty" in empty.stderr
+    bad_out = subprocess.run([sys.executable, "-m", "segtool", "segment", str(image), "--out", "-"],
+                             capture_output=True, timeout=120)
+    assert bad_out.returncode == 2 and b"--out -:" in bad_out.stderr and not Path("-").exists()
+
+
+def test_version_and_short_help():
+    version = subprocess.run([sys.executable, "-m", "segtool", "--version"], capture_output=True, text=True, timeout=60)
+    assert version.returncode == 0 and version.stdout.startswith("segtool ")
+    short = subprocess.run([sys.executable, "-m", "segtool", "eval", "-h"], capture_output=True, text=True, timeout=60)
+    assert short.returncode == 0 and "--subset" in short.stdout

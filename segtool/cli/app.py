@@ -14,7 +14,22 @@ from typing import List, Optional
 import typer
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  context_settings={"help_option_names": ["-h", "--help"]},
                   help="Unsupervised image segmentation with an SC-VAE backbone.")
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from segtool import __version__
+
+        typer.echo(f"segtool {__version__}")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _options(version: bool = typer.Option(False, "--version", "-V", is_eager=True, callback=_print_version,
+                                          help="Print the version and exit.")) -> None:
+    """Unsupervised image segmentation with an SC-VAE backbone."""
 from segtool.cli.data import data_app  # noqa: E402  (typer only; heavy imports live inside the commands)
 
 app.add_typer(data_app, name="data")
@@ -24,13 +39,14 @@ DEBUG_ENV = "SEGTOOL_DEBUG"
 
 @app.command()
 def segment(
-    paths: List[str] = typer.Argument(..., help="Image files, folders (their images) or globs such as 'photos/*.jpg'."),
-    k: Optional[int] = typer.Option(None, "--k", help="Clusters per image (default: the measured pipeline default)."),
+    paths: List[str] = typer.Argument(..., help="Image files, folders (their images) or globs such as 'photos/*.jpg'; "
+                                                "'-' reads one image from standard input (outputs stdin_mask.png, ...)."),
+    k: Optional[int] = typer.Option(None, "--k", "-k", help="Clusters per image (default: the measured pipeline default)."),
     method: Optional[str] = typer.Option(None, "--clustering", "--method", help="Clustering algorithm: kmeans | spectral (--method is the older name)."),
     refine: Optional[str] = typer.Option(None, "--refine", help="Refinement at full resolution: none (the default) | grabcut."),
     rule: Optional[str] = typer.Option(None, "--rule", help="Foreground rule: scored (the default) | simple | geodesic; the last two need no learnt weights."),
     model: Optional[str] = typer.Option(None, "--model", help="A shipped model name or a checkpoint path (default: the shipped model)."),
-    out: Path = typer.Option(Path("segtool-out"), "--out", help="Output folder for <stem>_mask/_overlay/_clusters.png."),
+    out: Path = typer.Option(Path("segtool-out"), "--out", "-o", help="Output folder for <stem>_mask/_overlay/_clusters.png."),
     json_: bool = typer.Option(False, "--json", help="Print per-image results as JSON on stdout."),
     device: str = typer.Option("auto", "--device", help="auto | cpu | cuda"),
     max_pixels: int = typer.Option(100_000_000, "--max-pixels", min=1, help="Refuse images with more pixels (decompression bombs)."),
@@ -51,7 +67,8 @@ def eval_(
                                          "sets, paired differences. A mask's foreground: brighter than half its "
                                          "range, or 1 in a mask of 0s and 1s."),
     data_root: Optional[Path] = typer.Option(None, "--data-root", help="Where the dataset lives (flowers, cub, isic)."),
-    k: Optional[int] = typer.Option(None, "--k", help="Clusters per image for the SC-VAE pipeline."),
+    k: Optional[int] = typer.Option(None, "--k", "-k", help="Clusters per image for the pipeline methods "
+                                                            "(default: a vote over k = 3, 4, 6, 8)."),
     method: Optional[str] = typer.Option(None, "--clustering", "--method", help="Clustering algorithm: kmeans | spectral (--method is the older name)."),
     refine: Optional[str] = typer.Option(None, "--refine", help="none (the default) | grabcut"),
     rule: Optional[str] = typer.Option(None, "--rule", help="Foreground rule: scored (the default) | simple | geodesic."),
@@ -62,7 +79,7 @@ def eval_(
     stride: int = typer.Option(1, "--stride", min=1, help="Every N-th test image."),
     subset: str = typer.Option("all", "--subset", help="all | selection (every third image: where settings are "
                                                        "chosen and scorers fit) | held-out (the other two thirds)."),
-    out: Optional[Path] = typer.Option(None, "--out", help="Output folder (default: a new folder under segtool-out/)."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output folder (default: a new folder under segtool-out/)."),
     resume: bool = typer.Option(False, "--resume", help="Skip images already in --out's results.csv."),
     image_resize: str = typer.Option("bilinear", "--image-resize", help="bilinear (default) | nearest (the IEM reference code)."),
     model: Optional[str] = typer.Option(None, "--model", help="A shipped model name or a checkpoint path."),

@@ -10,6 +10,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from segtool.cli.options import check_device, pipeline_options
+from segtool.errors import UsageError
 
 console = Console(stderr=True)
 
@@ -18,6 +19,42 @@ def run_segment(paths: list[str], *, k=None, method=None, refine=None, rule=None
                 as_json: bool = False, device: str = "auto", max_pixels: int = 100_000_000, batch_size: int = 8) -> int:
     options = pipeline_options(k, method, refine, rule)   # every option checked before any heavy import
     check_device(device)
+    if str(out) == "-":
+        raise UsageError("--out -: segment writes PNG files (mask, overlay, clusters); give a folder, or --json "
+                         "for the results on standard output")
+    if paths.count("-") > 1:
+        raise UsageError("'-' (standard input) can be given once")
+    stdin_folder, stdin_file = None, None
+    if "-" in paths:
+        stdin_folder, stdin_file = _stdin_to_file()
+        paths = [stdin_file if p == "-" else p for p in paths]
+    try:
+        return _segment(paths, options, model, out, as_json, device, max_pixels, batch_size, stdin_file)
+    finally:
+        if stdin_folder is not None:
+            import shutil
+
+            shutil.rmtree(stdin_folder, ignore_errors=True)
+
+
+def _stdin_to_file() -> tuple[str, str]:
+    """`-` as an input: the bytes on standard input, kept in a temporary file named `stdin` (the
+    outputs are stdin_mask.png, ...). The image type is read from the content, not a suffix."""
+    import tempfile
+
+    if sys.stdin is None or sys.stdin.isatty():
+        raise UsageError("'-' reads an image from standard input, but nothing is piped in (e.g. cat photo.jpg | "
+                         "segtool segment -)")
+    data = sys.stdin.buffer.read()
+    if not data:
+        raise UsageError("'-': standard input is empty")
+    folder = tempfile.mkdtemp(prefix="segtool-stdin-")
+    path = Path(folder) / "stdin"
+    path.write_bytes(data)
+    return folder, str(path)
+
+
+def _segment(paths, options, model, out, as_json, device, max_pixels, batch_size, stdin_file=None) -> int:
 
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
@@ -32,6 +69,11 @@ def run_segment(paths: list[str], *, k=None, method=None, refine=None, rule=None
         task = bar.add_task("segment", total=None)
         report = segment_files(paths, segmenter, out, max_pixels=max_pixels, batch_size=batch_size,
                                progress=lambda done, total: bar.update(task, completed=done, total=total))
+    if stdin_file is not None:  # the user typed '-', not the temporary file behind it
+        for r in report.results:
+            r["input"] = "-" if r.get("input") == stdin_file else r.get("input")
+        report.failures[:] = [("-" if item == stdin_file else item, error.replace(stdin_file, "standard input"))
+                              for item, error in report.failures]
     if as_json:
         payload = {"results": report.results,
                    "failed": [{"input": i, "error": e} for i, e in report.failures],
