@@ -62,19 +62,24 @@ class OneOf:
 
 
 @dataclass(frozen=True)
-class Flag:
+class OfType:
+    """A value of one Python type, with no conversion (a flag must be true/false, a name text)."""
+
+    kind: type
+    wording: str
+
     def check(self, name: str, value):
-        if not isinstance(value, bool):
-            raise ValueError(f"{name} must be true or false, got {value!r}")
+        if not isinstance(value, self.kind):
+            raise ValueError(f"{name} must be {self.wording}, got {value!r}")
         return value
 
 
-@dataclass(frozen=True)
-class Text:
-    def check(self, name: str, value):
-        if not isinstance(value, str):
-            raise ValueError(f"{name} must be text, got {value!r}")
-        return value
+def Flag() -> OfType:  # noqa: N802 (reads like the other declarations in a LIMITS table)
+    return OfType(bool, "true or false")
+
+
+def Text() -> OfType:  # noqa: N802
+    return OfType(str, "text")
 
 
 @dataclass(frozen=True)

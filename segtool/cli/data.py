@@ -119,6 +119,17 @@ def _bytes_progress(enabled: bool):
         yield bar
 
 
+def _verify_and_report(manifest, data_root: Path, progress: bool) -> None:
+    """Verify a local copy, print each finding, and exit 1 when any is a problem."""
+    from segtool.data.verify import verify as verify_copy
+
+    with _bytes_progress(progress) as bar:
+        report = verify_copy(manifest, data_root, progress=bar)
+    _print_report(report)
+    if not report.ok:
+        raise typer.Exit(1)
+
+
 @data_app.command()
 def verify(
     name: str = typer.Argument(..., help="A dataset name or alias."),
@@ -127,14 +138,8 @@ def verify(
 ) -> None:
     """Check a local copy: files, checksums, layout, counts, split lists. Exit 1 on any problem."""
     from segtool.data.manifests import load_manifest
-    from segtool.data.verify import verify as verify_copy
 
-    manifest = load_manifest(name)
-    with _bytes_progress(progress) as bar:
-        report = verify_copy(manifest, data_root, progress=bar)
-    _print_report(report)
-    if not report.ok:
-        raise typer.Exit(1)
+    _verify_and_report(load_manifest(name), data_root, progress)
 
 
 @data_app.command()
@@ -146,15 +151,10 @@ def fetch(
     """Download the public files of a dataset, check their checksums, unpack, then verify."""
     from segtool.data.fetch import fetch as fetch_files
     from segtool.data.manifests import load_manifest
-    from segtool.data.verify import verify as verify_copy
 
     manifest = load_manifest(name)
     with _bytes_progress(progress) as bar:
         paths = fetch_files(manifest, data_root, progress=bar)
     for path in paths:
         typer.echo(f"fetched: {path}")
-    with _bytes_progress(progress) as bar:
-        report = verify_copy(manifest, data_root, progress=bar)
-    _print_report(report)
-    if not report.ok:
-        raise typer.Exit(1)
+    _verify_and_report(manifest, data_root, progress)
