@@ -8,7 +8,7 @@ each choice).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
 from segtool.params import Flag, Number, OneOf, Text, Whole, WholeList, check_dataclass
 
@@ -122,7 +122,3 @@ class CodeFeatureSettings:
 
     def __post_init__(self) -> None:
         check_dataclass(self, self.LIMITS)
-
-
-def setting_names(cls) -> set[str]:
-    return {f.name for f in fields(cls)}

@@ -21,7 +21,6 @@ from dataclasses import dataclass, field
 from segtool.params import key_list
 from segtool.errors import UsageError
 
-MODEL_METHODS = ("scvae",)
 LABEL_FREE_RULES = ("simple", "geodesic")
 
 
@@ -192,11 +191,6 @@ def build_segmenter(spec: MethodSpec, *, extractor_factory=None, cli: dict | Non
         raise UsageError(f"method {spec.label}: {exc}") from None
 
 
-def clustering_grid(segmenter, height: int, width: int) -> tuple[int, int] | None:
-    """The h x w grid a segmenter clusters for an image of this size, or None (see Segmenter.grid_size)."""
-    return segmenter.grid_size(height, width)
-
-
 def k_beyond_grid(segmenter, height: int, width: int) -> str | None:
     """Why the segmenter's k cannot work on an image of this size (more clusters than grid cells),
     or None. The clustering itself would stop with a bare ValueError deep in the pipeline."""
@@ -204,7 +198,7 @@ def k_beyond_grid(segmenter, height: int, width: int) -> str | None:
     k = max(cfg.ks) if cfg is not None else None
     if k is None:
         return None
-    grid = clustering_grid(segmenter, height, width)
+    grid = segmenter.grid_size(height, width)
     if grid is None or k <= grid[0] * grid[1]:
         return None
     return f"k = {k} clusters is more than the {grid[0]}x{grid[1]} = {grid[0] * grid[1]} cells of the grid it clusters"
