@@ -450,3 +450,54 @@ def test_every_method_override_is_checked_before_any_image_is_read(dataset, tmp_
     code, _, err = run_cli("eval", f"folder:{dataset}", "--methods", spec, "--out", tmp_path / "run", capsys=capsys)
     assert code == 2 and expected in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "run").exists()
+
+
+def _without_timings(value):
+    """Everything but the timings, which belong to whichever process ran an image."""
+    if isinstance(value, dict):
+        return {k: _without_timings(v) for k, v in value.items() if k not in ("seconds", "seconds_per_image")}
+    if isinstance(value, list):
+        return [_without_timings(v) for v in value]
+    return value
+
+
+@pytest.mark.parametrize("subset", ["all", "held-out"])
+def test_shards_merge_into_the_files_of_the_unsharded_run(dataset, tmp_path, capsys, subset):
+    common = [f"folder:{dataset}", "--methods", "colour", "--compare", "ellipse", "--noise", "0,0.2",
+              "--batch-size", "4", "--subset", subset]
+    assert run_cli("eval", *common, "--out", tmp_path / "whole")[0] == 0
+    for i in range(3):
+        assert run_cli("eval", *common, "--shard", f"{i}/3", "--out", tmp_path / "parts")[0] == 0
+    shards = sorted((tmp_path / "parts").glob("shard-*"))
+    assert [p.name for p in shards] == ["shard-0-of-3", "shard-1-of-3", "shard-2-of-3"]
+    assert all(0 < len(rows_of(p)) < len(rows_of(tmp_path / "whole")) for p in shards)
+    code, out, _ = run_cli("eval-merge", *shards, "--out", tmp_path / "merged", capsys=capsys)
+    assert code == 0
+    assert _without_timings(rows_of(tmp_path / "merged")) == _without_timings(rows_of(tmp_path / "whole"))
+    assert _without_timings(summary_of(tmp_path / "merged")) == _without_timings(summary_of(tmp_path / "whole"))
+    assert json.loads((tmp_path / "merged" / "run.json").read_text()) == json.loads((tmp_path / "whole" / "run.json").read_text())
+
+
+def test_a_merge_refuses_missing_unfinished_or_foreign_shards(dataset, tmp_path, capsys):
+    common = [f"folder:{dataset}", "--methods", "ellipse", "--out", tmp_path / "parts"]
+    for i in range(2):
+        assert run_cli("eval", *common, "--shard", f"{i}/2")[0] == 0
+    assert run_cli("eval", f"folder:{dataset}", "--methods", "colour", "--shard", "1/2", "--out", tmp_path / "other")[0] == 0
+    first, second = tmp_path / "parts" / "shard-0-of-2", tmp_path / "parts" / "shard-1-of-2"
+    cases = [([first], "shard(s) 1/2 missing"),
+             ([first, tmp_path / "other" / "shard-1-of-2"], "run with other settings"),
+             ([first, first], "given twice")]
+    for folders, expected in cases:
+        code, _, err = run_cli("eval-merge", *folders, "--out", tmp_path / "merged", capsys=capsys)
+        assert code == 2 and expected in err, err
+    (second / "summary.json").unlink()
+    code, _, err = run_cli("eval-merge", first, second, "--out", tmp_path / "merged", capsys=capsys)
+    assert code == 2 and "has not finished" in err
+    assert not (tmp_path / "merged").exists()
+
+
+@pytest.mark.parametrize("shard", ["3/3", "1", "a/b", "-1/2", "0/0"])
+def test_a_bad_shard_is_one_line(dataset, tmp_path, capsys, shard):
+    code, _, err = run_cli("eval", f"folder:{dataset}", "--methods", "ellipse", "--shard", shard,
+                           "--out", tmp_path / "run", capsys=capsys)
+    assert code == 2 and err.count("\n") == 1 and "--shard" in err

@@ -87,13 +87,27 @@ def eval_(
     batch_size: int = typer.Option(32, "--batch-size", min=1, help="Images per batch."),
     seed: int = typer.Option(0, "--seed", help="Seed of the noise."),
     cache: bool = typer.Option(True, "--cache/--no-cache", help="Cache codes on disk (keyed by model, image, noise)."),
+    shard: Optional[str] = typer.Option(None, "--shard", help="I/N: only every N-th image from the I-th (0 <= I < N), "
+                                        "written to OUT/shard-I-of-N; 'auto' takes I/N from torchrun's RANK/WORLD_SIZE. "
+                                        "Combine the shards with 'segtool eval-merge'."),
 ):
     """Evaluate on a benchmark with the IEM protocol: strict and IEM IoU/DICE per method and noise level."""
     from segtool.cli.eval import run_eval_command
 
     run_eval_command(datasets, data_root=data_root, k=k, method=method, refine=refine, rule=rule, methods=methods, compare=compare,
                      noise=noise, limit=limit, stride=stride, out=out, resume=resume, image_resize=image_resize, model=model,
-                     device=device, batch_size=batch_size, seed=seed, cache=cache, subset=subset)
+                     device=device, batch_size=batch_size, seed=seed, cache=cache, subset=subset, shard=shard)
+
+
+@app.command("eval-merge")
+def eval_merge(
+    folders: List[Path] = typer.Argument(..., help="The output folders of every shard of one 'segtool eval --shard I/N' run."),
+    out: Path = typer.Option(..., "--out", "-o", help="Folder for the merged results.csv, run.json and summary.json."),
+):
+    """Merge the shards of one eval run into the results.csv and summary.json the unsharded run gives."""
+    from segtool.cli.eval import run_merge_command
+
+    run_merge_command(list(folders), out)
 
 
 @app.command()

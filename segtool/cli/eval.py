@@ -95,8 +95,8 @@ def print_summary(summary: dict) -> None:
 
 def run_eval_command(datasets: str | list[str], *, data_root=None, k=None, method=None, refine=None, rule=None, methods="scvae",
                      compare=None, noise="0", limit=None, stride=1, out=None, resume=False, image_resize="bilinear",
-                     model=None, device="auto", batch_size=32, seed=0, cache=True, subset="all") -> dict:
-    from segtool.cli.options import check_device, parse_noise_levels, pipeline_options
+                     model=None, device="auto", batch_size=32, seed=0, cache=True, subset="all", shard=None) -> dict:
+    from segtool.cli.options import check_device, parse_noise_levels, parse_shard, pipeline_options
     from segtool.pipeline.registry import parse_method_list
     from segtool.settings import EVAL_SUBSETS as SUBSETS
     if subset not in SUBSETS:
@@ -106,6 +106,7 @@ def run_eval_command(datasets: str | list[str], *, data_root=None, k=None, metho
     if image_resize not in IMAGE_RESIZE:
         raise UsageError(f"--image-resize {image_resize!r}: choose bilinear or nearest")
     levels = parse_noise_levels(noise)
+    shard = parse_shard(shard)
     options = pipeline_options(k, method, refine, rule)
     check_device(device)
     specs = parse_method_list(methods) + parse_method_list(compare)
@@ -137,6 +138,8 @@ def run_eval_command(datasets: str | list[str], *, data_root=None, k=None, metho
         raise UsageError(f"two datasets share a name ({', '.join(names)}): each set is named by its folder in the "
                          "results; give each a folder of its own name")
     out_dir = Path(out) if out else default_out_dir(names)
+    if shard[1] > 1:
+        out_dir = out_dir / f"shard-{shard[0]}-of-{shard[1]}"  # one command line serves every shard
     if out_dir.is_symlink() and not out_dir.exists():
         raise UsageError(f"--out {out_dir}: is a broken symbolic link or a link loop; choose another folder")
     if out_dir.exists() and not out_dir.is_dir():
@@ -148,7 +151,7 @@ def run_eval_command(datasets: str | list[str], *, data_root=None, k=None, metho
 
     segmenters = [(s.label, build_segmenter(s, extractor_factory=extractor, cli=options)) for s in specs]
     plan = EvalPlan(readers, segmenters, levels, limit, stride=stride, image_resize=image_resize, seed=seed, batch_size=batch_size,
-                    out_dir=out_dir, resume=resume, subset=subset)
+                    out_dir=out_dir, resume=resume, subset=subset, shard=shard)
     for label, segmenter in segmenters:
         # Every evaluated image is the size x size protocol crop, so one check covers the run; without
         # it a too-large k stops the run at the first image with a bare ValueError.
@@ -162,6 +165,8 @@ def run_eval_command(datasets: str | list[str], *, data_root=None, k=None, metho
         check_resume(plan)
 
     counts = ", ".join(f"{reader.name} {len(plan_samples(plan, reader))}" for reader in readers)
+    if shard[1] > 1:
+        counts += f" (shard {shard[0]}/{shard[1]}; merge the shards with 'segtool eval-merge {out_dir.parent}/shard-*')"
     console.print(f"evaluating {escape(', '.join(labels))} on {escape(counts)} "
                   f"images (noise {', '.join(f'{n:g}' for n in levels)}); images resized {image_resize}, masks nearest; "
                   f"writing {escape(str(out_dir))}", highlight=False, soft_wrap=True)
@@ -184,4 +189,14 @@ def run_eval_command(datasets: str | list[str], *, data_root=None, k=None, metho
     plots = "noise.png" if len(readers) == 1 else "noise-<set>.png"
     console.print(escape(f"per-image rows: {out_dir / 'results.csv'}; summary: {out_dir / 'summary.json'}"
                          + (f"; plot: {out_dir / plots}" if len(levels) > 1 else "")), highlight=False, soft_wrap=True)
+    return summary
+
+
+def run_merge_command(folders: list[Path], out: Path) -> dict:
+    from segtool.evaluation.merge import merge_shards
+
+    summary = merge_shards(folders, out)
+    print_summary(summary)
+    console.print(escape(f"merged {len(folders)} shards: {out / 'results.csv'}; summary: {out / 'summary.json'}"),
+                  highlight=False, soft_wrap=True)
     return summary

@@ -155,6 +155,8 @@ def merge_run_record(out: Path, record: dict) -> dict:
     if before is None:
         return record
     changed = [f"{key} {before[key]!r} -> {record[key]!r}" for key in FIXED_SETTINGS if before[key] != record[key]]
+    if before.get("shard", [0, 1]) != record["shard"]:
+        changed.append(f"shard {before.get('shard', [0, 1])} -> {record['shard']}")
     for label, settings in record["methods"].items():
         if label in before["methods"] and before["methods"][label] != settings:
             changed.append(f"the settings of method {label}")

@@ -46,6 +46,8 @@ class EvalPlan:
         Gaussian sigmas on [0, 1] images.
     limit, stride, subset : which images: the first `limit`, every `stride`-th, and all | selection
         (index % 3 == 0) | held-out (the rest).
+    shard : (i, n): of those, every n-th from the i-th; n shards of one plan, merged by
+        `segtool.evaluation.merge`, give the rows and summary of the unsharded run.
     size, image_resize : the IEM crop (short side to `size`, centre square) and how images are resized.
     seed : seeds the noise. batch_size : images per segment_batch call.
     out_dir : where results.csv, run.json and summary.json go. resume : continue a run there.
@@ -63,6 +65,7 @@ class EvalPlan:
     out_dir: Path = Path("segtool-out/eval")
     resume: bool = False
     subset: str = "all"                   # all | selection (index % 3 == 0) | held-out (the other images)
+    shard: tuple[int, int] = (0, 1)       # (i, n): every n-th image of the plan from the i-th
 
     def __post_init__(self) -> None:
         if not isinstance(self.datasets, (list, tuple)):
@@ -76,9 +79,12 @@ class EvalPlan:
             raise ValueError(f"subset {self.subset!r}: choose {', '.join(SUBSETS)}")
         if self.subset != "all" and self.stride != 1:
             raise ValueError("a subset (selection or held-out) is defined on the full split: use stride 1 with it")
+        i, n = self.shard
+        if not (n >= 1 and 0 <= i < n):
+            raise ValueError(f"shard {i}/{n}: need 0 <= i < n")
 
 
-def _row_key(row: dict) -> tuple[str, str, float, str]:
+def row_key(row: dict) -> tuple[str, str, float, str]:
     return row["dataset"], row["method"], round(float(row["noise"]), 6), row["id"]
 
 
@@ -180,7 +186,7 @@ def run_eval(plan: EvalPlan, progress: Callable[[int, int], None] | None = None)
     out = Path(plan.out_dir)
     results_path = out / "results.csv"
     # Read and check everything there before writing anything: a file that is not ours is refused.
-    done = {_row_key(r) for r in read_results(results_path)} if plan.resume else set()
+    done = {row_key(r) for r in read_results(results_path)} if plan.resume else set()
     record = merge_run_record(out, run_record(plan)) if plan.resume else run_record(plan)
     out.mkdir(parents=True, exist_ok=True)
     write_run_record(out, record)
@@ -208,21 +214,30 @@ def check_resume(plan: EvalPlan) -> None:
 
 
 def run_record(plan: EvalPlan) -> dict:
-    """What the rows of this run depend on, written as run.json beside results.csv."""
+    """What the rows of this run depend on, written as run.json beside results.csv; with the
+    orders and image choice a merge of shards needs to rebuild the unsharded run's files."""
     return {"format_version": FORMAT_VERSION, "seed": plan.seed, "size": plan.size, "image_resize": plan.image_resize,
             "stride": plan.stride,
             "methods": {label: json.loads(json.dumps({"class": type(seg).__name__, "settings": seg.settings()},
                                                      default=_json_default)) for label, seg in plan.methods},
-            "datasets": {reader.name: str(Path(getattr(reader, "root", "")).absolute()) for reader in plan.datasets}}
+            "datasets": {reader.name: str(Path(getattr(reader, "root", "")).absolute()) for reader in plan.datasets},
+            "method_order": [label for label, _ in plan.methods],
+            "dataset_order": [reader.name for reader in plan.datasets],
+            "noise_levels": list(plan.noise_levels), "limit": plan.limit, "subset": plan.subset,
+            "batch_size": plan.batch_size, "shard": list(plan.shard)}
 
 
-def plan_samples(plan: EvalPlan, reader) -> list[tuple[int, object]]:
-    """(index, sample) pairs the plan evaluates; the index seeds the noise and marks the selection subset."""
+def plan_samples(plan: EvalPlan, reader, shard: tuple[int, int] | None = None) -> list[tuple[int, object]]:
+    """(index, sample) pairs the plan evaluates; the index seeds the noise and marks the selection
+    subset, so a shard's rows are the rows the unsharded run gives for the same images."""
     indexed = list(enumerate(reader.samples()[:: max(1, plan.stride)]))
     if plan.subset != "all":
         keep_selection = plan.subset == "selection"
         indexed = [(i, s) for i, s in indexed if (i % SELECTION_STRIDE == 0) == keep_selection]
-    return indexed if plan.limit is None else indexed[: plan.limit]
+    if plan.limit is not None:
+        indexed = indexed[: plan.limit]
+    first, count = shard or plan.shard
+    return indexed[first::count]
 
 
 def _run_dataset(plan: EvalPlan, reader, samples: list, done: set, writer: "ResultWriter", finished: int, total: int,
@@ -270,43 +285,59 @@ def _run_dataset(plan: EvalPlan, reader, samples: list, done: set, writer: "Resu
 
 
 def write_summary(plan: EvalPlan, out: Path) -> dict:
-    from scvae.fileio import atomic_write_text
-
     rows = read_results(out / "results.csv")
     # Only the rows this plan asks for: a resumed run with a smaller --limit, fewer methods or other
     # noise levels reports what it says it reports.
     wanted = {(reader.name, label, round(n, 6), s.id) for reader in plan.datasets for _, s in plan_samples(plan, reader)
               for label, _ in plan.methods for n in plan.noise_levels}
-    rows = [r for r in rows if _row_key(r) in wanted]
-    # The held-out figure needs the selection subset's own indexing: a full run in split order.
-    held_out = plan.stride == 1 and plan.limit is None and plan.subset != "selection"
+    rows = [r for r in rows if row_key(r) in wanted]
+    images = {reader.name: len(plan_samples(plan, reader)) for reader in plan.datasets}
+    return save_summary(build_summary(rows, run_record(plan), images), out)
+
+
+def build_summary(rows: list[dict], record: dict, images: dict[str, int]) -> dict:
+    """The summary of a run from its rows and run record alone (no dataset is opened), so that
+    merged shards summarise exactly as the unsharded run does."""
+    held_out = record["stride"] == 1 and record["limit"] is None and record["subset"] != "selection"
     results = summarise(rows, held_out=held_out)
-    empty = {reader.name: sorted({r["id"] for r in rows if r["dataset"] == reader.name and float(r["truth_fraction"]) == 0})
-             for reader in plan.datasets}
+    names = record["dataset_order"]
+    empty = {name: sorted({r["id"] for r in rows if r["dataset"] == name and float(r["truth_fraction"]) == 0})
+             for name in names}
     summary = {
         "format_version": FORMAT_VERSION,
-        "dataset": ", ".join(reader.name for reader in plan.datasets),
-        "datasets": [{"name": reader.name, "root": str(getattr(reader, "root", "")),
-                      "images": len(plan_samples(plan, reader)), "empty_masks": empty[reader.name]}
-                     for reader in plan.datasets],
-        "protocol": {"size": plan.size, "image_resize": plan.image_resize, "mask_resize": "nearest",
+        "dataset": ", ".join(names),
+        "datasets": [{"name": name, "root": record["datasets"][name], "images": images[name],
+                      "empty_masks": empty[name]} for name in names],
+        "protocol": {"size": record["size"], "image_resize": record["image_resize"], "mask_resize": "nearest",
                      "crop": "short side to size, centre crop", "noise": "gaussian on [0,1], clipped",
-                     "seed": plan.seed},
-        "limit": plan.limit,
-        "stride": plan.stride,
-        "subset": plan.subset,
+                     "seed": record["seed"]},
+        "limit": record["limit"],
+        "stride": record["stride"],
+        "subset": record["subset"],
         "held_out": (f"images with index % {SELECTION_STRIDE} != 0, never used to choose settings or fit scorers"
                      if held_out else None),
-        "methods": {label: {"class": type(seg).__name__, "settings": seg.settings()} for label, seg in plan.methods},
+        "methods": {label: record["methods"][label] for label in record["method_order"]},
         "results": results,
         "mean_over_sets": mean_over_sets(results),
-        "paired": paired_against_first(rows, [label for label, _ in plan.methods], held_out=held_out),
+        "paired": paired_against_first(rows, record["method_order"], held_out=held_out),
     }
+    if record["shard"][1] > 1:
+        summary["shard"] = record["shard"]
+    return summary
+
+
+def save_summary(summary: dict, out: Path) -> dict:
+    """summary.json, and a noise plot per set when there are several noise levels."""
+    from scvae.fileio import atomic_write_text
+
     atomic_write_text(out / "summary.json", json.dumps(_finite_or_null(summary), indent=2, default=_json_default, allow_nan=False) + "\n")
-    if len(plan.noise_levels) > 1:
-        for reader in plan.datasets:
-            name = "noise.png" if len(plan.datasets) == 1 else f"noise-{reader.name}.png"
-            plot_noise_sweep([r for r in results if r["dataset"] == reader.name], out / name, reader.name)
+    noises = {r["noise"] for r in summary["results"]}
+    if len(noises) > 1:
+        names = [entry["name"] for entry in summary["datasets"]]
+        for name in names:
+            plot = "noise.png" if len(names) == 1 else f"noise-{name}.png"
+            entry = next(e for e in summary["datasets"] if e["name"] == name)
+            plot_noise_sweep([r for r in summary["results"] if r["dataset"] == name], out / plot, name, entry["images"])
     return summary
 
 
@@ -331,8 +362,9 @@ def _json_default(value):
     return str(value)
 
 
-def plot_noise_sweep(results: list[dict], path: Path, dataset: str) -> Path:
-    """IoU against sigma, one curve per method (strict solid, IEM dashed): the paper's Fig. 10."""
+def plot_noise_sweep(results: list[dict], path: Path, dataset: str, images: int | None = None) -> Path:
+    """IoU against sigma, one curve per method (strict solid, IEM dashed): the paper's Fig. 10.
+    The axis runs from 0 to 100 so that a drop of two points looks like two points."""
     from segtool.io.figures import pyplot, save_png
 
     plt = pyplot()
@@ -346,7 +378,8 @@ def plot_noise_sweep(results: list[dict], path: Path, dataset: str) -> Path:
                 alpha=0.6, label=f"{method} (IEM)")
     ax.set_xlabel("noise sigma (images in [0, 1])")
     ax.set_ylabel("IoU (%)")
-    ax.set_title(f"Noise robustness on {dataset}")
+    ax.set_ylim(0, 100)
+    ax.set_title(f"Noise robustness on {dataset}" + (f" (n = {images} images)" if images else ""))
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, ncol=2)
     save_png(fig, path, dpi=110)

@@ -16,7 +16,7 @@ import time
 from dataclasses import asdict, dataclass, field
 import numpy as np
 
-from segtool.pipeline.cluster import kmeans_labels, spectral_labels
+from segtool.pipeline.cluster import kmeans_labels, principal_projection, spectral_labels
 from segtool.pipeline.features import colour_grid, position_grid, standardise, transform_codes
 from segtool.pipeline.foreground.rules import select_foreground
 from segtool.params import Flag, Number, Whole, check_params
@@ -90,7 +90,7 @@ class GridClusterSegmenter(Segmenter):
         ks = ks or self.cfg.ks
         if max(ks) > h * w:
             raise ValueError(f"k = {max(ks)} clusters is more than the {h}x{w} = {h * w} cells of the grid")
-        flat = features.reshape(h * w, c)
+        flat = principal_projection(features.reshape(h * w, c), self.cfg.keep_variance)
         if self.cfg.method == "kmeans":
             labels = {k: kmeans_labels(flat, k, seed=self.cfg.seed, n_init=self.cfg.n_init) for k in ks}
         else:
