@@ -501,3 +501,56 @@ def test_a_bad_shard_is_one_line(dataset, tmp_path, capsys, shard):
     code, _, err = run_cli("eval", f"folder:{dataset}", "--methods", "ellipse", "--shard", shard,
                            "--out", tmp_path / "run", capsys=capsys)
     assert code == 2 and err.count("\n") == 1 and "--shard" in err
+
+
+@pytest.fixture(scope="module")
+def reported(dataset, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("reported") / "run"
+    code, _, _ = run_cli("eval", f"folder:{dataset}", "--methods", "colour", "--compare", "ellipse", "--noise", "0,0.2",
+                         "--report", "--save-masks", "--out", out)
+    assert code == 0
+    return out
+
+
+def test_save_masks_writes_every_mask_and_they_score_as_the_rows_say(reported, dataset):
+    from segtool.evaluation.metrics import score_mask
+    from segtool.evaluation.protocol import iem_crop
+    from segtool.data.readers import open_dataset
+
+    rows = rows_of(reported)
+    reader = open_dataset(f"folder:{dataset}")
+    samples = {s.id: s for s in reader.samples()}
+    for row in rows:
+        path = reported / "masks" / reader.name / row["method"] / f"sigma-{float(row['noise']):g}" / f"{row['id']}.png"
+        mask = np.asarray(Image.open(path)) > 0
+        _, truth = iem_crop(*reader.load(samples[row["id"]]), 128, "bilinear")
+        assert score_mask(mask, truth).iou == pytest.approx(float(row["iou"]), abs=1e-6)
+
+
+def test_the_report_shows_tables_curves_and_the_best_median_and_worst_images(reported):
+    page = (reported / "report.html").read_text()
+    assert f"<h2>{rows_of(reported)[0]['dataset']} (12 images)</h2>" in page
+    assert page.count("<table>") >= 2 and "noise.png" in page
+    for method in ("colour", "ellipse"):
+        rows = [r for r in rows_of(reported) if r["method"] == method and float(r["noise"]) == 0]
+        worst = min(rows, key=lambda r: (float(r["iou"]), r["id"]))
+        best = max(rows, key=lambda r: (float(r["iou"]), r["id"]))
+        assert f"worst: IoU {100 * float(worst['iou']):.1f} ({worst['id']})" in page
+        assert f"best: IoU {100 * float(best['iou']):.1f} ({best['id']})" in page
+        strip = np.asarray(Image.open(reported / "report" / best["dataset"] / f"{method}-best.png"))
+        assert strip.shape[0] == 192 and strip.shape[1] == 3 * 192 + 8
+
+
+@pytest.mark.skipif(shutil.which("chromium") is None, reason="needs Debian's chromium (apt-get install chromium)")
+def test_the_report_renders_its_images_in_a_browser(reported):
+    result = subprocess.run(["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--allow-file-access-from-files",
+                             "--virtual-time-budget=5000", "--dump-dom", (reported / "report.html").as_uri()],
+                            capture_output=True, text=True, timeout=120)
+    images = (reported / "report.html").read_text().count("<img ")
+    assert f'data-images-loaded="{images}/{images}"' in result.stdout, result.stderr[-500:]
+
+
+def test_json_prints_the_summary_file(dataset, tmp_path, capsys):
+    code, out, _ = run_cli("eval", f"folder:{dataset}", "--methods", "ellipse", "--json", "--out", tmp_path / "run",
+                           capsys=capsys)
+    assert code == 0 and json.loads(out) == summary_of(tmp_path / "run")

@@ -90,13 +90,18 @@ def eval_(
     shard: Optional[str] = typer.Option(None, "--shard", help="I/N: only every N-th image from the I-th (0 <= I < N), "
                                         "written to OUT/shard-I-of-N; 'auto' takes I/N from torchrun's RANK/WORLD_SIZE. "
                                         "Combine the shards with 'segtool eval-merge'."),
+    report: bool = typer.Option(False, "--report", help="Also write OUT/report.html: the tables, the noise curves, and "
+                                "each method's best, median and worst image (image, truth, mask)."),
+    save_masks: bool = typer.Option(False, "--save-masks", help="Save every mask as OUT/masks/<set>/<method>/sigma-<s>/<id>.png."),
+    json_: bool = typer.Option(False, "--json", help="Print the summary as JSON on stdout instead of the tables."),
 ):
     """Evaluate on a benchmark with the IEM protocol: strict and IEM IoU/DICE per method and noise level."""
     from segtool.cli.eval import run_eval_command
 
     run_eval_command(datasets, data_root=data_root, k=k, method=method, refine=refine, rule=rule, methods=methods, compare=compare,
                      noise=noise, limit=limit, stride=stride, out=out, resume=resume, image_resize=image_resize, model=model,
-                     device=device, batch_size=batch_size, seed=seed, cache=cache, subset=subset, shard=shard)
+                     device=device, batch_size=batch_size, seed=seed, cache=cache, subset=subset, shard=shard,
+                     report=report, save_masks=save_masks, as_json=json_)
 
 
 @app.command("eval-merge")

@@ -95,7 +95,8 @@ def print_summary(summary: dict) -> None:
 
 def run_eval_command(datasets: str | list[str], *, data_root=None, k=None, method=None, refine=None, rule=None, methods="scvae",
                      compare=None, noise="0", limit=None, stride=1, out=None, resume=False, image_resize="bilinear",
-                     model=None, device="auto", batch_size=32, seed=0, cache=True, subset="all", shard=None) -> dict:
+                     model=None, device="auto", batch_size=32, seed=0, cache=True, subset="all", shard=None, report=False,
+                     save_masks=False, as_json=False) -> dict:
     from segtool.cli.options import check_device, parse_noise_levels, parse_shard, pipeline_options
     from segtool.pipeline.registry import parse_method_list
     from segtool.settings import EVAL_SUBSETS as SUBSETS
@@ -151,7 +152,7 @@ def run_eval_command(datasets: str | list[str], *, data_root=None, k=None, metho
 
     segmenters = [(s.label, build_segmenter(s, extractor_factory=extractor, cli=options)) for s in specs]
     plan = EvalPlan(readers, segmenters, levels, limit, stride=stride, image_resize=image_resize, seed=seed, batch_size=batch_size,
-                    out_dir=out_dir, resume=resume, subset=subset, shard=shard)
+                    out_dir=out_dir, resume=resume, subset=subset, shard=shard, save_masks=save_masks)
     for label, segmenter in segmenters:
         # Every evaluated image is the size x size protocol crop, so one check covers the run; without
         # it a too-large k stops the run at the first image with a bare ValueError.
@@ -178,7 +179,16 @@ def run_eval_command(datasets: str | list[str], *, data_root=None, k=None, metho
         except KeyboardInterrupt:
             raise Interrupted(f"interrupted; the rows finished so far are kept in {out_dir / 'results.csv'}; "
                               "rerun the same command with --resume to continue") from None
-    print_summary(summary)
+    if as_json:
+        from segtool.evaluation.runner import summary_json
+
+        print(summary_json(summary), end="")
+    else:
+        print_summary(summary)
+    if report:
+        from segtool.evaluation.report import write_report
+
+        console.print(escape(f"report: {write_report(plan, summary, out_dir)}"), highlight=False, soft_wrap=True)
     for entry in summary["datasets"]:
         if entry["empty_masks"]:
             shown = ", ".join(entry["empty_masks"][:3]) + (" ..." if len(entry["empty_masks"]) > 3 else "")

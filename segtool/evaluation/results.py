@@ -27,6 +27,13 @@ FIXED_SETTINGS = ("format_version", "seed", "size", "image_resize", "stride")
 OWN_FILES = ("results.csv", "summary.json", RUN_RECORD)
 
 
+def safe_name(label: str) -> str:
+    """A set, method or image name as a file or folder name: 'scvae[k=3]' -> 'scvae_k=3_'."""
+    import re
+
+    return re.sub(r"[^A-Za-z0-9._=-]", "_", label).lstrip(".") or "_"
+
+
 class ResultsFileError(InputError):
     """A results.csv or run.json that segtool did not write, or that was damaged."""
 

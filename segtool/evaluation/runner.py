@@ -23,7 +23,7 @@ from typing import Callable
 
 import numpy as np
 
-from segtool.evaluation.results import ResultWriter, merge_run_record, read_results, write_run_record
+from segtool.evaluation.results import ResultWriter, merge_run_record, read_results, safe_name, write_run_record
 from segtool.evaluation.metrics import score_mask
 from segtool.evaluation.noise import add_gaussian_noise
 from segtool.settings import EVAL_SUBSETS as SUBSETS
@@ -66,6 +66,7 @@ class EvalPlan:
     resume: bool = False
     subset: str = "all"                   # all | selection (index % 3 == 0) | held-out (the other images)
     shard: tuple[int, int] = (0, 1)       # (i, n): every n-th image of the plan from the i-th
+    save_masks: bool = False              # every mask as a PNG under out_dir/masks/
 
     def __post_init__(self) -> None:
         if not isinstance(self.datasets, (list, tuple)):
@@ -278,19 +279,40 @@ def _run_dataset(plan: EvalPlan, reader, samples: list, done: set, writer: "Resu
                                  "truth_fraction": f"{float(loaded[i][1].mean()):.6f}",
                                  "seconds": f"{per_image:.6f}"})
                 writer.write(rows)
+                if plan.save_masks:
+                    for (i, s), result in zip(pending, results):
+                        save_eval_mask(plan.out_dir, reader.name, label, noise, s.id, result.mask)
                 finished += len(rows)
                 if progress:
                     progress(finished, total)
     return finished
 
 
-def write_summary(plan: EvalPlan, out: Path) -> dict:
-    rows = read_results(out / "results.csv")
-    # Only the rows this plan asks for: a resumed run with a smaller --limit, fewer methods or other
-    # noise levels reports what it says it reports.
+def plan_rows(plan: EvalPlan, out: Path) -> list[dict]:
+    """The rows of results.csv this plan asks for: a resumed run with a smaller --limit, fewer
+    methods or other noise levels reports what it says it reports."""
     wanted = {(reader.name, label, round(n, 6), s.id) for reader in plan.datasets for _, s in plan_samples(plan, reader)
               for label, _ in plan.methods for n in plan.noise_levels}
-    rows = [r for r in rows if row_key(r) in wanted]
+    return [r for r in read_results(out / "results.csv") if row_key(r) in wanted]
+
+
+def save_eval_mask(out: Path, dataset: str, method: str, noise: float, image_id: str, mask: np.ndarray) -> Path:
+    """masks/<set>/<method>/sigma-<noise>/<id>.png: 0/255 at the protocol crop's size."""
+    import io
+
+    from PIL import Image
+
+    from scvae.fileio import atomic_write_bytes
+
+    path = Path(out) / "masks" / safe_name(dataset) / safe_name(method) / f"sigma-{noise:g}" / f"{safe_name(image_id)}.png"
+    buffer = io.BytesIO()
+    Image.fromarray(mask.astype(np.uint8) * 255).save(buffer, format="PNG")
+    atomic_write_bytes(path, buffer.getvalue())
+    return path
+
+
+def write_summary(plan: EvalPlan, out: Path) -> dict:
+    rows = plan_rows(plan, out)
     images = {reader.name: len(plan_samples(plan, reader)) for reader in plan.datasets}
     return save_summary(build_summary(rows, run_record(plan), images), out)
 
@@ -330,7 +352,7 @@ def save_summary(summary: dict, out: Path) -> dict:
     """summary.json, and a noise plot per set when there are several noise levels."""
     from scvae.fileio import atomic_write_text
 
-    atomic_write_text(out / "summary.json", json.dumps(_finite_or_null(summary), indent=2, default=_json_default, allow_nan=False) + "\n")
+    atomic_write_text(out / "summary.json", summary_json(summary))
     noises = {r["noise"] for r in summary["results"]}
     if len(noises) > 1:
         names = [entry["name"] for entry in summary["datasets"]]
@@ -339,6 +361,11 @@ def save_summary(summary: dict, out: Path) -> dict:
             entry = next(e for e in summary["datasets"] if e["name"] == name)
             plot_noise_sweep([r for r in summary["results"] if r["dataset"] == name], out / plot, name, entry["images"])
     return summary
+
+
+def summary_json(summary: dict) -> str:
+    """The text of summary.json (also what `eval --json` prints)."""
+    return json.dumps(_finite_or_null(summary), indent=2, default=_json_default, allow_nan=False) + "\n"
 
 
 def _finite_or_null(value):
