@@ -272,7 +272,7 @@ def test_a_suite_names_each_set_in_rows_and_summary(suite):
         (name, m) for name in ("discs", "flipped") for m in ("colour", "ellipse", "grabcut")}
     assert sum(r["dataset"] == "discs" for r in rows) == 3 * 12 and sum(r["dataset"] == "flipped" for r in rows) == 3 * 7
     summary = summary_of(out)
-    assert summary["format_version"] == 2
+    assert summary["format_version"] == 3
     assert [d["name"] for d in summary["datasets"]] == ["discs", "flipped"]
     assert [d["images"] for d in summary["datasets"]] == [12, 7]
     for r in summary["results"]:
@@ -554,3 +554,37 @@ def test_json_prints_the_summary_file(dataset, tmp_path, capsys):
     code, out, _ = run_cli("eval", f"folder:{dataset}", "--methods", "ellipse", "--json", "--out", tmp_path / "run",
                            capsys=capsys)
     assert code == 0 and json.loads(out) == summary_of(tmp_path / "run")
+
+
+def test_boundary_f_counts_outline_pixels_within_two_pixels():
+    from segtool.evaluation.metrics import boundary_f
+
+    truth = np.zeros((60, 60), bool)
+    truth[10:50, 10:50] = True
+    assert boundary_f(truth, truth) == 1.0
+    near = np.roll(truth, 2, axis=1)       # every outline pixel within 2 px of the true one
+    far = np.roll(truth, 6, axis=1)        # the vertical edges 6 px away: only parts of the horizontal ones match
+    assert boundary_f(near, truth) == 1.0
+    assert 0.3 < boundary_f(far, truth) < 0.8
+    assert boundary_f(np.zeros_like(truth), truth) == 0.0
+    assert boundary_f(np.zeros_like(truth), np.zeros_like(truth)) == 1.0
+    full = np.ones_like(truth)             # the image's edge is no outline
+    assert boundary_f(full, full) == 1.0 and boundary_f(full, truth) == 0.0
+
+
+def test_the_native_protocol_scores_each_image_at_its_own_size(dataset, tmp_path, capsys):
+    code, _, err = run_cli("eval", f"folder:{dataset}", "--methods", "ellipse", "--protocol", "native",
+                           "--save-masks", "--out", tmp_path / "run", capsys=capsys)
+    assert code == 0 and "each image at its own size" in err
+    summary = summary_of(tmp_path / "run")
+    assert summary["protocol"]["name"] == "native" and summary["protocol"]["size"] is None
+    row = rows_of(tmp_path / "run")[0]
+    saved = Image.open(next((tmp_path / "run" / "masks").rglob(f"{row['id']}.png")))
+    assert saved.size == (64, 48)          # the image's own size, not the 128 crop
+    from segtool.evaluation.metrics import boundary_f
+
+    truth = np.asarray(Image.open(dataset / "masks" / f"{row['id']}.png")) > 127
+    assert float(row["boundary_f"]) == pytest.approx(boundary_f(np.asarray(saved) > 0, truth), abs=1e-6)
+    code, _, err = run_cli("eval", f"folder:{dataset}", "--methods", "ellipse", "--protocol", "crop",
+                           "--out", tmp_path / "bad", capsys=capsys)
+    assert code == 2 and "--protocol 'crop'" in err

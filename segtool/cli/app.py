@@ -81,6 +81,8 @@ def eval_(
                                                        "chosen and scorers fit) | held-out (the other two thirds)."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output folder (default: a new folder under segtool-out/)."),
     resume: bool = typer.Option(False, "--resume", help="Skip images already in --out's results.csv."),
+    protocol: str = typer.Option("iem", "--protocol", help="iem (the default: short side to 128, centre 128x128 crop, "
+                                 "as published tables) | native (each image and mask at its own size, no resize or crop)."),
     image_resize: str = typer.Option("bilinear", "--image-resize", help="bilinear (default) | nearest (the IEM reference code)."),
     model: Optional[str] = typer.Option(None, "--model", help="A shipped model name or a checkpoint path."),
     device: str = typer.Option("auto", "--device", help="auto | cpu | cuda"),
@@ -101,7 +103,7 @@ def eval_(
     run_eval_command(datasets, data_root=data_root, k=k, method=method, refine=refine, rule=rule, methods=methods, compare=compare,
                      noise=noise, limit=limit, stride=stride, out=out, resume=resume, image_resize=image_resize, model=model,
                      device=device, batch_size=batch_size, seed=seed, cache=cache, subset=subset, shard=shard,
-                     report=report, save_masks=save_masks, as_json=json_)
+                     report=report, save_masks=save_masks, as_json=json_, protocol=protocol)
 
 
 @app.command("eval-merge")

@@ -40,8 +40,8 @@ def _score_table(title: str, results: list[dict], held_out: bool, first_col: str
 
     # Labels such as "scvae[k=3]" are escaped: rich would read the brackets as markup and drop them.
     table = Table(title=escape(title))
-    columns = ["method", "noise", first_col, "IoU strict", "DICE strict", "IoU IEM", "DICE IEM", "fg choice ok",
-               "s/image"]
+    columns = ["method", "noise", first_col, "IoU strict", "DICE strict", "IoU IEM", "DICE IEM", "boundary F",
+               "fg choice ok", "s/image"]
     if held_out:
         columns[4:4] = ["IoU held-out"]
     for col in columns:
@@ -49,7 +49,7 @@ def _score_table(title: str, results: list[dict], held_out: bool, first_col: str
     for r in results:
         cells = [escape(r["method"]), f"{r['noise']:g}", str(r.get("sets", r["images"])), format_percent(r["iou"]),
                  format_percent(r["dice"]), format_percent(r["iem_iou"]), format_percent(r["iem_dice"]),
-                 format_percent(r["foreground_choice_correct"]), f"{r['seconds_per_image']:.3f}"]
+                 format_percent(r.get("boundary_f")), format_percent(r["foreground_choice_correct"]), f"{r['seconds_per_image']:.3f}"]
         if held_out:
             cells[4:4] = [format_percent((r.get("held_out") or {}).get("iou"))]
         table.add_row(*cells)
@@ -62,7 +62,8 @@ def _paired_table(summary: dict):
     table = Table(title=escape(f"paired per-image IoU difference against {summary['paired'][0]['against']} "
                                "(points, mean +- standard error; within 2 SE is no measured difference)"))
     held_out = any("held_out_iou" in p for p in summary["paired"])
-    for col in ("set", "method", "noise", "images", "difference", "better on") + (("held-out difference",) if held_out else ()):
+    for col in ("set", "method", "noise", "images", "difference", "better on", "boundary F difference") + (
+            ("held-out difference",) if held_out else ()):
         table.add_column(col, justify="left" if col in ("set", "method") else "right")
 
     def fmt(d):
@@ -70,7 +71,8 @@ def _paired_table(summary: dict):
 
     for p in summary["paired"]:
         cells = [escape(p["dataset"]), escape(p["method"]), f"{p['noise']:g}", str(p["iou"]["images"]), fmt(p["iou"]),
-                 "-" if p["iou"]["better"] is None else f"{100 * p['iou']['better']:.0f}%"]
+                 "-" if p["iou"]["better"] is None else f"{100 * p['iou']['better']:.0f}%",
+                 fmt(p["boundary_f"]) if "boundary_f" in p else "-"]
         if held_out:
             cells.append(fmt(p["held_out_iou"]))
         table.add_row(*cells)
@@ -81,11 +83,14 @@ def print_summary(summary: dict) -> None:
     """One table per dataset; for a suite, the mean over sets; then the paired differences."""
     screen = _screen()
     held_out = bool(summary.get("held_out"))
-    resize = summary["protocol"]["image_resize"]
+    protocol = summary["protocol"]
+    where = ("each image at its own size" if protocol["name"] == "native" else
+             f"{protocol['size']}x{protocol['size']} crops, images {protocol['image_resize']}")
     for entry in summary["datasets"]:
         rows = [r for r in summary["results"] if r["dataset"] == entry["name"]]
         screen.print(_score_table(f"{entry['name']}: IoU / DICE (%), strict = the mask as given, IEM = better of mask "
-                                  f"and inverse; images {resize}", rows, held_out))
+                                  f"and inverse; boundary F within {protocol['boundary_tolerance_pixels']} px; "
+                                  f"{where}", rows, held_out))
     if len(summary["datasets"]) > 1:
         screen.print(_score_table(f"mean over {len(summary['datasets'])} sets (each set counts once)",
                                   summary["mean_over_sets"], held_out, first_col="sets"))
@@ -96,7 +101,7 @@ def print_summary(summary: dict) -> None:
 def run_eval_command(datasets: str | list[str], *, data_root=None, k=None, method=None, refine=None, rule=None, methods="scvae",
                      compare=None, noise="0", limit=None, stride=1, out=None, resume=False, image_resize="bilinear",
                      model=None, device="auto", batch_size=32, seed=0, cache=True, subset="all", shard=None, report=False,
-                     save_masks=False, as_json=False) -> dict:
+                     save_masks=False, as_json=False, protocol="iem") -> dict:
     from segtool.cli.options import check_device, parse_noise_levels, parse_shard, pipeline_options
     from segtool.pipeline.registry import parse_method_list
     from segtool.settings import EVAL_SUBSETS as SUBSETS
@@ -104,6 +109,10 @@ def run_eval_command(datasets: str | list[str], *, data_root=None, k=None, metho
         raise UsageError(f"--subset {subset!r}: choose {', '.join(SUBSETS)}")
     if subset != "all" and stride != 1:
         raise UsageError("--subset and --stride cannot be combined: the subsets are defined on the full split")
+    from segtool.settings import EVAL_PROTOCOLS as PROTOCOLS
+
+    if protocol not in PROTOCOLS:
+        raise UsageError(f"--protocol {protocol!r}: choose {' or '.join(PROTOCOLS)}")
     if image_resize not in IMAGE_RESIZE:
         raise UsageError(f"--image-resize {image_resize!r}: choose bilinear or nearest")
     levels = parse_noise_levels(noise)
@@ -152,7 +161,8 @@ def run_eval_command(datasets: str | list[str], *, data_root=None, k=None, metho
 
     segmenters = [(s.label, build_segmenter(s, extractor_factory=extractor, cli=options)) for s in specs]
     plan = EvalPlan(readers, segmenters, levels, limit, stride=stride, image_resize=image_resize, seed=seed, batch_size=batch_size,
-                    out_dir=out_dir, resume=resume, subset=subset, shard=shard, save_masks=save_masks)
+                    out_dir=out_dir, resume=resume, subset=subset, shard=shard, save_masks=save_masks,
+                    protocol=protocol)
     for label, segmenter in segmenters:
         # Every evaluated image is the size x size protocol crop, so one check covers the run; without
         # it a too-large k stops the run at the first image with a bare ValueError.
@@ -168,8 +178,9 @@ def run_eval_command(datasets: str | list[str], *, data_root=None, k=None, metho
     counts = ", ".join(f"{reader.name} {len(plan_samples(plan, reader))}" for reader in readers)
     if shard[1] > 1:
         counts += f" (shard {shard[0]}/{shard[1]}; merge the shards with 'segtool eval-merge {out_dir.parent}/shard-*')"
+    sizes = "each image at its own size" if protocol == "native" else f"images resized {image_resize}, masks nearest"
     console.print(f"evaluating {escape(', '.join(labels))} on {escape(counts)} "
-                  f"images (noise {', '.join(f'{n:g}' for n in levels)}); images resized {image_resize}, masks nearest; "
+                  f"images (noise {', '.join(f'{n:g}' for n in levels)}); {sizes}; "
                   f"writing {escape(str(out_dir))}", highlight=False, soft_wrap=True)
     with Progress(TextColumn("[bold]eval"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn(),
                   console=console, disable=not console.is_terminal) as bar:

@@ -64,7 +64,9 @@ def write_examples(plan, summary: dict, rows: list[dict], out: Path) -> dict:
             mine = [r for r in rows if r["dataset"] == reader.name and r["method"] == label
                     and abs(float(r["noise"]) - noise) < 1e-9]
             for which, row in pick_examples(mine):
-                image, truth = iem_crop(*reader.load(by_id[row["id"]]), plan.size, plan.image_resize)
+                image, truth = reader.load(by_id[row["id"]])
+                if plan.protocol == "iem":
+                    image, truth = iem_crop(image, truth, plan.size, plan.image_resize)
                 image = add_gaussian_noise(image, noise, plan.seed, int(row["index"]))
                 mask = methods[label].segment(image).mask
                 relative = Path("report") / safe_name(reader.name) / f"{safe_name(label)}-{which}.png"
@@ -88,10 +90,12 @@ def _table(headers: list[str], rows: list[list[str]]) -> str:
 def _score_rows(results: list[dict]) -> list[list[str]]:
     return [[r["method"], f"{r['noise']:g}", str(r.get("sets", r["images"])), _percent(r["iou"]),
              _percent((r.get("held_out") or {}).get("iou")), _percent(r["dice"]), _percent(r["iem_iou"]),
+             _percent(r.get("boundary_f")),
              _percent(r["foreground_choice_correct"]), f"{r['seconds_per_image']:.3f}"] for r in results]
 
 
-SCORE_HEADERS = ["method", "noise", "images", "IoU strict", "IoU held-out", "DICE strict", "IoU IEM", "fg choice ok",
+SCORE_HEADERS = ["method", "noise", "images", "IoU strict", "IoU held-out", "DICE strict", "IoU IEM", "boundary F",
+                 "fg choice ok",
                  "s/image"]
 
 STYLE = """body{font-family:system-ui,sans-serif;margin:2em;max-width:1200px;color:#222}
@@ -105,13 +109,20 @@ for(var i=0;i<a.length;i++){if(a[i].complete&&a[i].naturalWidth>0)n++;}
 document.body.setAttribute('data-images-loaded',n+'/'+a.length);});</script>"""
 
 
+def _protocol_text(protocol: dict) -> str:
+    if protocol["name"] == "native":
+        return "every image at its own size"
+    return f"crops of {protocol['size']}x{protocol['size']}, images resized {protocol['image_resize']}"
+
+
 def render_report(summary: dict, examples: dict, plots: list[str]) -> str:
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>segtool eval: "
              f"{html.escape(summary['dataset'])}</title><style>{STYLE}</style></head><body>",
              f"<h1>segtool eval: {html.escape(summary['dataset'])}</h1>",
              f"<p>IoU and DICE in %, strict = the mask as given, IEM = the better of the mask and its inverse; "
-             f"crops of {summary['protocol']['size']}x{summary['protocol']['size']}, images resized "
-             f"{html.escape(summary['protocol']['image_resize'])}. Held-out: images outside the selection subset.</p>"]
+             f"boundary F = outline precision and recall within {summary['protocol']['boundary_tolerance_pixels']} "
+             f"pixels; {html.escape(_protocol_text(summary['protocol']))}. Held-out: images outside the selection "
+             "subset.</p>"]
     for entry in summary["datasets"]:
         results = [r for r in summary["results"] if r["dataset"] == entry["name"]]
         parts.append(f"<h2>{html.escape(entry['name'])} ({entry['images']} images)</h2>")
@@ -125,9 +136,9 @@ def render_report(summary: dict, examples: dict, plots: list[str]) -> str:
 
         parts.append(f"<h2>Paired per-image IoU difference against {html.escape(summary['paired'][0]['against'])}</h2>")
         parts.append("<p>Points, mean ± standard error; within two standard errors is no measured difference.</p>")
-        parts.append(_table(["set", "method", "noise", "images", "difference"],
-                            [[p["dataset"], p["method"], f"{p['noise']:g}", str(p["iou"]["images"]), diff(p["iou"])]
-                             for p in summary["paired"]]))
+        parts.append(_table(["set", "method", "noise", "images", "IoU difference", "boundary F difference"],
+                            [[p["dataset"], p["method"], f"{p['noise']:g}", str(p["iou"]["images"]), diff(p["iou"]),
+                              diff(p["boundary_f"])] for p in summary["paired"]]))
     if plots:
         parts.append("<h2>Noise robustness</h2>")
         parts.extend(f"<img src='{html.escape(p)}' alt='noise curve' style='max-width:100%'>" for p in plots)

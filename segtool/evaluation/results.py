@@ -18,12 +18,13 @@ from typing import Iterable
 
 from segtool.errors import InputError, UsageError
 
-RESULT_FIELDS = ["dataset", "method", "noise", "index", "id", "iou", "dice", "iem_iou", "iem_dice", "inverse_better",
+RESULT_FIELDS = ["dataset", "method", "noise", "index", "id", "iou", "dice", "iem_iou", "iem_dice", "boundary_f",
+                 "inverse_better",
                  "foreground_fraction", "truth_fraction", "seconds"]
-SCORE_FIELDS = ("iou", "dice", "iem_iou", "iem_dice", "foreground_fraction", "truth_fraction")
+SCORE_FIELDS = ("iou", "dice", "iem_iou", "iem_dice", "boundary_f", "foreground_fraction", "truth_fraction")
 RUN_RECORD = "run.json"
 # Settings that change what a row holds: a resumed run must keep them.
-FIXED_SETTINGS = ("format_version", "seed", "size", "image_resize", "stride")
+FIXED_SETTINGS = ("format_version", "seed", "protocol", "size", "image_resize", "stride")
 OWN_FILES = ("results.csv", "summary.json", RUN_RECORD)
 
 

@@ -24,11 +24,12 @@ from typing import Callable
 import numpy as np
 
 from segtool.evaluation.results import ResultWriter, merge_run_record, read_results, safe_name, write_run_record
-from segtool.evaluation.metrics import score_mask
+from segtool.evaluation.metrics import BOUNDARY_TOLERANCE, score_mask
 from segtool.evaluation.noise import add_gaussian_noise
-from segtool.settings import EVAL_SUBSETS as SUBSETS
+from segtool.settings import EVAL_PROTOCOLS as PROTOCOLS, EVAL_SUBSETS as SUBSETS
 
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3        # 3: a boundary_f column, the protocol named in run.json
+
 SELECTION_STRIDE = 3      # settings are chosen and scorers fit on every third image (index % 3 == 0)
 
 
@@ -49,6 +50,7 @@ class EvalPlan:
     shard : (i, n): of those, every n-th from the i-th; n shards of one plan, merged by
         `segtool.evaluation.merge`, give the rows and summary of the unsharded run.
     size, image_resize : the IEM crop (short side to `size`, centre square) and how images are resized.
+    protocol : "iem" (that crop) or "native" (every image and mask at its own size, no resize or crop).
     seed : seeds the noise. batch_size : images per segment_batch call.
     out_dir : where results.csv, run.json and summary.json go. resume : continue a run there.
     """
@@ -60,6 +62,7 @@ class EvalPlan:
     stride: int = 1                       # every stride-th image of the split (settings are chosen on stride 3)
     size: int = 128
     image_resize: str = "bilinear"
+    protocol: str = "iem"                 # iem: the size x size crop; native: each image at its own size
     seed: int = 0
     batch_size: int = 32
     out_dir: Path = Path("segtool-out/eval")
@@ -80,6 +83,8 @@ class EvalPlan:
             raise ValueError(f"subset {self.subset!r}: choose {', '.join(SUBSETS)}")
         if self.subset != "all" and self.stride != 1:
             raise ValueError("a subset (selection or held-out) is defined on the full split: use stride 1 with it")
+        if self.protocol not in PROTOCOLS:
+            raise ValueError(f"protocol {self.protocol!r}: choose {', '.join(PROTOCOLS)}")
         i, n = self.shard
         if not (n >= 1 and 0 <= i < n):
             raise ValueError(f"shard {i}/{n}: need 0 <= i < n")
@@ -117,6 +122,7 @@ def summarise(rows: list[dict], held_out: bool = False) -> list[dict]:
         entry = {
             "dataset": dataset, "method": method, "noise": noise, "images": len(g),
             "iou": mean("iou"), "dice": mean("dice"), "iem_iou": mean("iem_iou"), "iem_dice": mean("iem_dice"),
+            "boundary_f": mean("boundary_f"),
             "foreground_choice_correct": 1.0 - float(np.mean(inverse)),
             "seconds_per_image": mean("seconds"),
         }
@@ -133,7 +139,7 @@ def mean_over_sets(results: list[dict]) -> list[dict]:
     out = []
     for (method, noise), g in _grouped(results, lambda r: (r["method"], r["noise"])).items():
         entry = {"method": method, "noise": noise, "sets": len(g), "images": sum(r["images"] for r in g)}
-        for key in ("iou", "dice", "iem_iou", "iem_dice", "foreground_choice_correct", "seconds_per_image"):
+        for key in ("iou", "dice", "iem_iou", "iem_dice", "boundary_f", "foreground_choice_correct", "seconds_per_image"):
             entry[key] = _mean([r[key] for r in g])
         if all("held_out" in r for r in g):
             entry["held_out"] = {"iou": _mean([r["held_out"]["iou"] for r in g]),
@@ -170,12 +176,14 @@ def paired_against_first(rows: list[dict], methods: list[str], held_out: bool = 
         for method in methods[1:]:
             other = scores.get((method, noise), {})
             for dataset in [*datasets, None] if len(datasets) > 1 else datasets:
-                def pick(table, keep=lambda r: True):
-                    return {k: float(r["iou"]) for k, r in table.items()
+                def pick(table, keep=lambda r: True, score="iou"):
+                    return {k: float(r[score]) for k, r in table.items()
                             if (dataset is None or k[0] == dataset) and keep(r)}
 
                 entry = {"dataset": dataset or "all sets", "method": method, "against": methods[0], "noise": noise,
-                         "iou": paired_difference(pick(first), pick(other))}
+                         "iou": paired_difference(pick(first), pick(other)),
+                         "boundary_f": paired_difference(pick(first, score="boundary_f"),
+                                                         pick(other, score="boundary_f"))}
                 if held_out:
                     entry["held_out_iou"] = paired_difference(pick(first, _held_out), pick(other, _held_out))
                 out.append(entry)
@@ -217,7 +225,8 @@ def check_resume(plan: EvalPlan) -> None:
 def run_record(plan: EvalPlan) -> dict:
     """What the rows of this run depend on, written as run.json beside results.csv; with the
     orders and image choice a merge of shards needs to rebuild the unsharded run's files."""
-    return {"format_version": FORMAT_VERSION, "seed": plan.seed, "size": plan.size, "image_resize": plan.image_resize,
+    return {"format_version": FORMAT_VERSION, "seed": plan.seed, "protocol": plan.protocol,
+            "size": plan.size if plan.protocol == "iem" else None, "image_resize": plan.image_resize,
             "stride": plan.stride,
             "methods": {label: json.loads(json.dumps({"class": type(seg).__name__, "settings": seg.settings()},
                                                      default=_json_default)) for label, seg in plan.methods},
@@ -258,7 +267,7 @@ def _run_dataset(plan: EvalPlan, reader, samples: list, done: set, writer: "Resu
         loaded = {}
         for i, s in todo:
             image, gt = reader.load(s)
-            loaded[i] = iem_crop(image, gt, plan.size, plan.image_resize)
+            loaded[i] = iem_crop(image, gt, plan.size, plan.image_resize) if plan.protocol == "iem" else (image, gt.astype(bool))
         for noise in plan.noise_levels:
             noisy = {i: add_gaussian_noise(loaded[i][0], noise, plan.seed, i) for i, _ in todo}
             for label, segmenter in plan.methods:
@@ -274,6 +283,7 @@ def _run_dataset(plan: EvalPlan, reader, samples: list, done: set, writer: "Resu
                     rows.append({"dataset": reader.name, "method": label, "noise": noise, "index": i,
                                  "id": s.id, "iou": f"{scores.iou:.6f}", "dice": f"{scores.dice:.6f}",
                                  "iem_iou": f"{scores.iem_iou:.6f}", "iem_dice": f"{scores.iem_dice:.6f}",
+                                 "boundary_f": f"{scores.boundary_f:.6f}",
                                  "inverse_better": scores.inverse_better,
                                  "foreground_fraction": f"{result.foreground_fraction:.6f}",
                                  "truth_fraction": f"{float(loaded[i][1].mean()):.6f}",
@@ -330,9 +340,12 @@ def build_summary(rows: list[dict], record: dict, images: dict[str, int]) -> dic
         "dataset": ", ".join(names),
         "datasets": [{"name": name, "root": record["datasets"][name], "images": images[name],
                       "empty_masks": empty[name]} for name in names],
-        "protocol": {"size": record["size"], "image_resize": record["image_resize"], "mask_resize": "nearest",
-                     "crop": "short side to size, centre crop", "noise": "gaussian on [0,1], clipped",
-                     "seed": record["seed"]},
+        "protocol": ({"name": "iem", "size": record["size"], "image_resize": record["image_resize"],
+                      "mask_resize": "nearest", "crop": "short side to size, centre crop"}
+                     if record["protocol"] == "iem" else
+                     {"name": "native", "size": None, "image_resize": "none", "crop": "none: each image at its own size"})
+                    | {"noise": "gaussian on [0,1], clipped", "seed": record["seed"],
+                       "boundary_tolerance_pixels": BOUNDARY_TOLERANCE},
         "limit": record["limit"],
         "stride": record["stride"],
         "subset": record["subset"],

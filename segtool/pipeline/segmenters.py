@@ -112,7 +112,7 @@ class GridClusterSegmenter(Segmenter):
                    for k, labels in all_labels.items()}
         # The fraction of clusterings that call each cell foreground; with one k it is 0 or 1.
         votes = np.mean([c.mask for c in choices.values()], axis=0)
-        mask = upsample_mask(votes, *image.shape[:2])
+        mask = upsample_mask(votes, *image.shape[:2], image=image, method=self.cfg.upsample)
         mask = refine_mask(image, mask, self.cfg.refine)
         mask = clean_mask(mask, self.cfg.fill_holes, self.cfg.min_part)
         # The cluster map shows the clustering at k (or the middle one of a consensus).
