@@ -52,3 +52,21 @@ def check_device(device: str) -> str:
         return check_device_name(device)
     except DeviceError as exc:
         raise UsageError(f"--{exc}") from None
+
+
+def check_cache_dir(path) -> None:
+    """--cache-dir: a folder segtool can create and write to (None: the default, checked when used)."""
+    import os
+    from pathlib import Path
+
+    if path is None:
+        return
+    folder = Path(path).expanduser()
+    if folder.exists() and not folder.is_dir():
+        raise UsageError(f"--cache-dir {path}: is a file; give a folder")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"--cache-dir {path}: cannot create it ({exc.strerror or exc})") from None
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise UsageError(f"--cache-dir {path}: not writable; choose another folder")
