@@ -13,6 +13,8 @@ from typing import List, Optional
 
 import typer
 
+from segtool.locations import CACHE_ROOT_TEXT
+
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   context_settings={"help_option_names": ["-h", "--help"]},
                   help="Unsupervised image segmentation with an SC-VAE backbone.")
@@ -46,17 +48,30 @@ def segment(
     refine: Optional[str] = typer.Option(None, "--refine", help="Refinement at full resolution: none (the default) | grabcut."),
     rule: Optional[str] = typer.Option(None, "--rule", help="Foreground rule: scored (the default) | simple | geodesic; the last two need no learnt weights."),
     model: Optional[str] = typer.Option(None, "--model", help="A shipped model name or a checkpoint path (default: the shipped model)."),
-    out: Path = typer.Option(Path("segtool-out"), "--out", "-o", help="Output folder for <stem>_mask/_overlay/_clusters.png."),
+    out: Path = typer.Option(Path("segtool-out"), "--out", "-o", help="Output folder for <stem>_mask/_overlay/_clusters.png; "
+                             "'-' writes the mask PNG (the cut-out with --cutout) of one image to standard output."),
+    only_mask: bool = typer.Option(False, "--only-mask", help="Write only <stem>_mask.png."),
+    cutout: bool = typer.Option(False, "--cutout", help="Also write <stem>_cutout.png: the image as RGBA, background transparent."),
+    watch: bool = typer.Option(False, "--watch", help="Segment the images of one folder that have no outputs yet, then each "
+                               "new or changed image as it lands, until Ctrl-C."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar and no summary; failures are still reported."),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="A line per image: name, foreground %, seconds, mask file."),
     json_: bool = typer.Option(False, "--json", help="Print per-image results as JSON on stdout."),
     device: str = typer.Option("auto", "--device", help="auto | cpu | cuda"),
     max_pixels: int = typer.Option(100_000_000, "--max-pixels", min=1, help="Refuse images with more pixels (decompression bombs)."),
     batch_size: int = typer.Option(8, "--batch-size", min=1, help="Images encoded together."),
+    cache: Optional[bool] = typer.Option(None, "--cache/--no-cache", show_default="off; on with --cache-dir",
+                                         help="Cache codes on disk (keyed by model and image): rerunning on the same "
+                                              "images skips the model."),
+    cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", show_default=CACHE_ROOT_TEXT,
+                                             help="Cache root; codes go under PATH/codes/."),
 ):
     """Segment images: writes a 0/255 mask, an overlay and a cluster map per image."""
     from segtool.cli.segment import run_segment
 
     code = run_segment(paths, k=k, method=method, refine=refine, rule=rule, model=model, out=out, as_json=json_, device=device,
-                       max_pixels=max_pixels, batch_size=batch_size)
+                       max_pixels=max_pixels, batch_size=batch_size, only_mask=only_mask, cutout=cutout, quiet=quiet,
+                       verbose=verbose, watch=watch, cache=cache, cache_dir=cache_dir)
     raise typer.Exit(code)
 
 
@@ -96,13 +111,15 @@ def eval_(
                                 "each method's best, median and worst image (image, truth, mask)."),
     save_masks: bool = typer.Option(False, "--save-masks", help="Save every mask as OUT/masks/<set>/<method>/sigma-<s>/<id>.png."),
     json_: bool = typer.Option(False, "--json", help="Print the summary as JSON on stdout instead of the tables."),
+    cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", show_default=CACHE_ROOT_TEXT,
+                                             help="Cache root; codes go under PATH/codes/."),
 ):
     """Evaluate on a benchmark with the IEM protocol: strict and IEM IoU/DICE per method and noise level."""
     from segtool.cli.eval import run_eval_command
 
     run_eval_command(datasets, data_root=data_root, k=k, method=method, refine=refine, rule=rule, methods=methods, compare=compare,
                      noise=noise, limit=limit, stride=stride, out=out, resume=resume, image_resize=image_resize, model=model,
-                     device=device, batch_size=batch_size, seed=seed, cache=cache, subset=subset, shard=shard,
+                     device=device, batch_size=batch_size, seed=seed, cache=cache, cache_dir=cache_dir, subset=subset, shard=shard,
                      report=report, save_masks=save_masks, as_json=json_, protocol=protocol)
 
 

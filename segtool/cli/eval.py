@@ -101,8 +101,8 @@ def print_summary(summary: dict) -> None:
 def run_eval_command(datasets: str | list[str], *, data_root=None, k=None, method=None, refine=None, rule=None, methods="scvae",
                      compare=None, noise="0", limit=None, stride=1, out=None, resume=False, image_resize="bilinear",
                      model=None, device="auto", batch_size=32, seed=0, cache=True, subset="all", shard=None, report=False,
-                     save_masks=False, as_json=False, protocol="iem") -> dict:
-    from segtool.cli.options import check_device, parse_noise_levels, parse_shard, pipeline_options
+                     save_masks=False, as_json=False, protocol="iem", cache_dir=None) -> dict:
+    from segtool.cli.options import check_cache_dir, check_device, parse_noise_levels, parse_shard, pipeline_options
     from segtool.pipeline.registry import parse_method_list
     from segtool.settings import EVAL_SUBSETS as SUBSETS
     if subset not in SUBSETS:
@@ -119,13 +119,17 @@ def run_eval_command(datasets: str | list[str], *, data_root=None, k=None, metho
     shard = parse_shard(shard)
     options = pipeline_options(k, method, refine, rule)
     check_device(device)
+    if cache_dir is not None and not cache:
+        raise UsageError("--cache-dir with --no-cache: the folder would not be used; drop one of them")
+    if cache:
+        check_cache_dir(cache_dir)
     specs = parse_method_list(methods) + parse_method_list(compare)
     if not specs:
         raise UsageError("no methods to evaluate: give --methods and/or --compare")
     labels = [s.label for s in specs]
     if len(set(labels)) != len(labels):
         raise UsageError(f"a method is listed twice: {', '.join(labels)}")
-    from segtool.data.readers import DatasetSpecError, check_dataset_spec, open_dataset
+    from segtool.data.readers import DatasetError, DatasetSpecError, benchmark_name, check_dataset_spec, open_dataset
 
     datasets = [datasets] if isinstance(datasets, str) else list(datasets)
     if not datasets:
@@ -134,7 +138,10 @@ def run_eval_command(datasets: str | list[str], *, data_root=None, k=None, metho
         try:
             check_dataset_spec(dataset, data_root)
         except DatasetSpecError as exc:
-            raise UsageError(f"{exc}; pass it with --data-root DIR" if exc.missing_root else str(exc)) from None
+            if not exc.missing_root:
+                raise
+            raise UsageError(f"{exc}; `segtool data fetch {exc.dataset}` downloads it there (`segtool data info "
+                             f"{exc.dataset}` says what it holds), or pass --data-root DIR") from None
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
     from segtool.evaluation.results import check_out_dir
@@ -142,7 +149,16 @@ def run_eval_command(datasets: str | list[str], *, data_root=None, k=None, metho
     from segtool.pipeline.models import load_extractor
     from segtool.pipeline.registry import build_segmenter, k_beyond_grid
 
-    readers = [open_dataset(dataset, data_root) for dataset in datasets]
+    readers = []
+    for dataset in datasets:
+        try:
+            readers.append(open_dataset(dataset, data_root))
+        except DatasetError as exc:
+            name = benchmark_name(dataset)
+            if name is None:
+                raise
+            raise DatasetError(f"{exc}; `segtool data info {name}` shows the expected layout, `segtool data verify "
+                               f"{name}` checks a copy") from None
     names = [reader.name for reader in readers]
     if len(set(names)) != len(names):
         raise UsageError(f"two datasets share a name ({', '.join(names)}): each set is named by its folder in the "
@@ -157,7 +173,8 @@ def run_eval_command(datasets: str | list[str], *, data_root=None, k=None, metho
     check_out_dir(out_dir, resume)
 
     def extractor():
-        return load_extractor(model, device=device, batch_size=batch_size, cache=cache)
+        return load_extractor(model, device=device, batch_size=batch_size, cache=cache,
+                              cache_dir=str(cache_dir) if cache_dir else None)
 
     segmenters = [(s.label, build_segmenter(s, extractor_factory=extractor, cli=options)) for s in specs]
     plan = EvalPlan(readers, segmenters, levels, limit, stride=stride, image_resize=image_resize, seed=seed, batch_size=batch_size,

@@ -74,3 +74,21 @@ def parse_shard(text: str | None, environ=None) -> tuple[int, int]:
     if not sep or n < 1 or not 0 <= i < n:
         raise UsageError(f"--shard {text!r}: give I/N with 0 <= I < N, e.g. --shard 0/4 ... --shard 3/4 (or auto)")
     return i, n
+
+
+def check_cache_dir(path) -> None:
+    """--cache-dir: a folder segtool can create and write to (None: the default, checked when used)."""
+    import os
+    from pathlib import Path
+
+    if path is None:
+        return
+    folder = Path(path).expanduser()
+    if folder.exists() and not folder.is_dir():
+        raise UsageError(f"--cache-dir {path}: is a file; give a folder")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"--cache-dir {path}: cannot create it ({exc.strerror or exc})") from None
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise UsageError(f"--cache-dir {path}: not writable; choose another folder")

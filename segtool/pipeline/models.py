@@ -16,11 +16,14 @@ class MissingDefaultModel(SegtoolError):
     """No model was named and the shipped default is not installed."""
 
 
-def load_extractor(model: str | None = None, device: str = "auto", batch_size: int = 16, cache: bool = False):
-    """A CodeExtractor around the named or shipped model (CheckpointError if it cannot load)."""
+def load_extractor(model: str | None = None, device: str = "auto", batch_size: int = 16, cache: bool = False,
+                   cache_dir: str | None = None):
+    """A CodeExtractor around the named or shipped model (CheckpointError if it cannot load).
+    With `cache`, codes are kept under `cache_dir`/codes (the default cache root when None)."""
     import scvae
 
-    from segtool.pipeline.extract import CodeExtractor, default_cache_dir
+    from segtool.locations import codes_cache_dir
+    from segtool.pipeline.extract import CodeExtractor
 
     dev = resolve_device(device)
     if model is None and scvae.DEFAULT_MODEL not in scvae.available_models():
@@ -28,7 +31,7 @@ def load_extractor(model: str | None = None, device: str = "auto", batch_size: i
         raise MissingDefaultModel(f"the default model {scvae.DEFAULT_MODEL!r} is not installed with this copy of "
                                   "scvae; name a checkpoint folder instead")
     net = scvae.load(model or scvae.DEFAULT_MODEL, device=dev)
-    return CodeExtractor(net, device=dev, batch_size=batch_size, cache_dir=default_cache_dir() if cache else None)
+    return CodeExtractor(net, device=dev, batch_size=batch_size, cache_dir=codes_cache_dir(cache_dir) if cache else None)
 
 
 class LazyExtractor:

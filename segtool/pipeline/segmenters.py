@@ -59,6 +59,14 @@ class Segmenter:
     def segment_batch(self, images: list[np.ndarray]) -> list[SegmentResult]:
         return [self.segment(image) for image in images]
 
+    def iter_batch(self, images: list[np.ndarray]):
+        """The results one at a time, as each is ready (a caller can write and report per image)."""
+        if type(self).segment_batch is Segmenter.segment_batch:
+            for image in images:
+                yield self.segment(image)
+        else:  # a subclass batches its own way: its results come together
+            yield from self.segment_batch(images)
+
     def settings(self) -> dict:
         return {}
 
@@ -122,15 +130,18 @@ class GridClusterSegmenter(Segmenter):
         return SegmentResult(mask, labels, votes > 0.5, choice.foreground_clusters, sizes, choice.cluster_scores,
                              time.perf_counter() - started)
 
-    def segment_batch(self, images: list[np.ndarray]) -> list[SegmentResult]:
+    def iter_batch(self, images: list[np.ndarray]):
+        """Features for the whole batch (one forward pass of a model), then each image's result as
+        soon as it is clustered."""
         started = time.perf_counter()
         grids = self.feature_grids(images)
         shared = (time.perf_counter() - started) / max(1, len(images))  # feature time, spread evenly
-        results = []
         for image, features in zip(images, grids):
             t0 = time.perf_counter() - shared
-            results.append(self.finish(image, features, t0))
-        return results
+            yield self.finish(image, features, t0)
+
+    def segment_batch(self, images: list[np.ndarray]) -> list[SegmentResult]:
+        return list(self.iter_batch(images))
 
     def segment(self, image: np.ndarray) -> SegmentResult:
         return self.segment_batch([image])[0]
