@@ -144,12 +144,13 @@ def train(
     resume: bool = typer.Option(False, "--resume", help="Continue from the newest checkpoint in the run directory."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Show the model, parameter counts and settings; train nothing."),
     device: str = typer.Option("auto", "--device", help="auto | cpu | cuda"),
+    allow_cpu: bool = typer.Option(False, "--allow-cpu", help="Train a recipe meant for GPUs (meant_for: gpu) on the CPU anyway."),
 ):
     """Train an SC-VAE from a recipe, on CPU, one GPU, or many under torchrun."""
     from segtool.cli.train import run_training
 
     path = run_training(recipe, list(set_), str(data_root) if data_root else None, str(out) if out else None,
-                        max_steps, resume, dry_run, device)
+                        max_steps, resume, dry_run, device, allow_cpu=allow_cpu)
     if path is not None:
         typer.echo(f"final checkpoint: {path}")
 
