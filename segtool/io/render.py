@@ -11,14 +11,15 @@ RENDERINGS = ("mask", "overlay", "cutout")
 
 
 def png_bytes(array: np.ndarray) -> bytes:
-    """A uint8 array (grey [H, W], RGB or RGBA [H, W, 3|4]) encoded as PNG."""
-    import io
+    """A uint8 array (grey [H, W], RGB or RGBA [H, W, 3|4]) encoded as PNG. OpenCV, not Pillow:
+    at their default compression, Pillow is several times slower on a full-size photo's cut-out."""
+    import cv2
 
-    from PIL import Image
-
-    buffer = io.BytesIO()
-    Image.fromarray(np.ascontiguousarray(array, dtype=np.uint8)).save(buffer, format="PNG")
-    return buffer.getvalue()
+    data = array if array.ndim == 2 else array[..., [2, 1, 0, 3][:array.shape[-1]]]  # OpenCV encodes BGR(A)
+    ok, encoded = cv2.imencode(".png", np.ascontiguousarray(data, dtype=np.uint8))
+    if not ok:
+        raise ValueError(f"PNG encoding failed for an array of shape {array.shape}")
+    return encoded.tobytes()
 
 
 def mask_png(mask: np.ndarray) -> bytes:
