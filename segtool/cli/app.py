@@ -129,7 +129,7 @@ def serve(
     max_pixels: int = typer.Option(100_000_000, "--max-pixels", min=1, help="Refuse images with more pixels "
                                                                            "(decompression bombs)."),
     method: str = typer.Option("scvae", "--method", help="The segmentation method of the registry, with optional "
-                                                         "settings: scvae, colour-pipeline, scvae[k=3], ..."),
+                                                         "settings: scvae, colour-pipeline, scvae\\[k=3], ..."),
     model: Optional[str] = typer.Option(None, "--model", help="A shipped model name or a checkpoint path "
                                                               "(default: the shipped model)."),
     device: str = typer.Option("auto", "--device", help="auto | cpu | cuda"),
