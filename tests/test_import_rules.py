@@ -19,8 +19,9 @@ ALLOWED = {
     "training": {"base", "io", "training"},
     "evaluation": {"base", "io", "data", "pipeline", "evaluation"},
     "segment_files": {"base", "io", "pipeline", "segment_files"},
+    "serve": {"base", "io", "pipeline", "segment_files", "serve"},
     "root": {"base", "pipeline", "root"},
-    "cli": {"base", "io", "data", "pipeline", "training", "evaluation", "segment_files", "root", "cli"},
+    "cli": {"base", "io", "data", "pipeline", "training", "evaluation", "segment_files", "serve", "root", "cli"},
 }
 BASE = {"errors", "params", "settings", "resources", "yamltext", "locations"}
 

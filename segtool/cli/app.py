@@ -155,6 +155,32 @@ def train(
         typer.echo(f"final checkpoint: {path}")
 
 
+@app.command()
+def serve(
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on: 127.0.0.1 is this machine only; "
+                                                         "0.0.0.0 every interface (no authentication!)."),
+    port: int = typer.Option(7860, "--port", min=0, max=65535, help="Port to listen on (0: any free port, printed)."),
+    workers: int = typer.Option(1, "--workers", min=1, max=64, help="Segmentations run at the same time."),
+    queue: int = typer.Option(8, "--queue", min=0, max=10_000, help="Requests that may wait for a free worker; "
+                                                                    "more are answered 503 with a Retry-After."),
+    queue_wait: float = typer.Option(10.0, "--queue-wait", help="Seconds a request waits for a worker before 503."),
+    max_upload_mb: float = typer.Option(20.0, "--max-upload-mb", help="Larger uploads are answered 413."),
+    max_pixels: int = typer.Option(100_000_000, "--max-pixels", min=1, help="Refuse images with more pixels "
+                                                                           "(decompression bombs)."),
+    method: str = typer.Option("scvae", "--method", help="The segmentation method of the registry, with optional "
+                                                         "settings: scvae, colour-pipeline, scvae\\[k=3], ..."),
+    model: Optional[str] = typer.Option(None, "--model", help="A shipped model name or a checkpoint path "
+                                                              "(default: the shipped model)."),
+    device: str = typer.Option("auto", "--device", help="auto | cpu | cuda"),
+):
+    """Serve a local HTTP API (POST /segment, GET /health) and a page to drop images on."""
+    from segtool.cli.serve import run_serve
+
+    raise typer.Exit(run_serve(host=host, port=port, workers=workers, queue=queue, queue_wait=queue_wait,
+                               max_upload_mb=max_upload_mb, max_pixels=max_pixels, method=method, model=model,
+                               device=device))
+
+
 # Expected failures and their exit codes (-1: the error's own); anything else is a bug and keeps its
 # traceback. Named by module so that reporting a bad option never imports torch: an error of a
 # module that was never imported cannot have been raised.

@@ -12,6 +12,13 @@ def resolve_device(device: str) -> str:
     return str(pick_device(device))
 
 
+def model_label(model: str | None) -> str:
+    """The name of the model `load_extractor(model)` loads: the one given, or the shipped default."""
+    import scvae
+
+    return model or scvae.DEFAULT_MODEL
+
+
 class MissingDefaultModel(SegtoolError):
     """No model was named and the shipped default is not installed."""
 
