@@ -59,6 +59,24 @@ class Segmenter:
     def segment_batch(self, images: list[np.ndarray]) -> list[SegmentResult]:
         return [self.segment(image) for image in images]
 
+    def full_resolution_mask(self, image: np.ndarray, votes: np.ndarray) -> np.ndarray:
+        """Upsampling, refinement and clean-up of the grid's votes, on a copy of the image of at most
+        WORK_PIXELS (then enlarged): a mask from a 32 x 32 grid gains nothing from 24 megapixels,
+        and hole filling, GrabCut or the guided filter at that size cost seconds and gigabytes."""
+        from segtool.pipeline.features import resize_image
+
+        height, width = image.shape[:2]
+        work = image
+        if height * width > WORK_PIXELS:
+            scale = np.sqrt(WORK_PIXELS / (height * width))
+            work = resize_image(image, max(1, round(width * scale)), max(1, round(height * scale)))
+        mask = upsample_mask(votes, *work.shape[:2], image=work, method=self.cfg.upsample)
+        mask = refine_mask(work, mask, self.cfg.refine)
+        mask = clean_mask(mask, self.cfg.fill_holes, self.cfg.min_part)
+        if work is not image:
+            mask = resize_image(mask.astype(np.uint8) * 255, width, height) > 127
+        return mask
+
     def iter_batch(self, images: list[np.ndarray]):
         """The results one at a time, as each is ready (a caller can write and report per image)."""
         if type(self).segment_batch is Segmenter.segment_batch:
@@ -74,6 +92,9 @@ class Segmenter:
         """The h x w grid this segmenter clusters for an image of this size; None when it clusters
         no grid (GrabCut, ellipse, RBD). Used to refuse a k larger than the grid before any work."""
         return None
+
+
+WORK_PIXELS = 2_000_000  # the largest image the mask is finished on (see full_resolution_mask)
 
 
 class GridClusterSegmenter(Segmenter):
@@ -120,15 +141,31 @@ class GridClusterSegmenter(Segmenter):
                    for k, labels in all_labels.items()}
         # The fraction of clusterings that call each cell foreground; with one k it is 0 or 1.
         votes = np.mean([c.mask for c in choices.values()], axis=0)
-        mask = upsample_mask(votes, *image.shape[:2], image=image, method=self.cfg.upsample)
-        mask = refine_mask(image, mask, self.cfg.refine)
-        mask = clean_mask(mask, self.cfg.fill_holes, self.cfg.min_part)
+        mask = self.full_resolution_mask(image, votes)
         # The cluster map shows the clustering at k (or the middle one of a consensus).
         shown = self.cfg.k if self.cfg.k in all_labels else sorted(all_labels)[len(all_labels) // 2]
         labels, choice = all_labels[shown], choices[shown]
         sizes = {int(c): int((labels == c).sum()) for c in np.unique(labels)}
         return SegmentResult(mask, labels, votes > 0.5, choice.foreground_clusters, sizes, choice.cluster_scores,
                              time.perf_counter() - started)
+
+    def full_resolution_mask(self, image: np.ndarray, votes: np.ndarray) -> np.ndarray:
+        """Upsampling, refinement and clean-up of the grid's votes, on a copy of the image of at most
+        WORK_PIXELS (then enlarged): a mask from a 32 x 32 grid gains nothing from 24 megapixels,
+        and hole filling, GrabCut or the guided filter at that size cost seconds and gigabytes."""
+        from segtool.pipeline.features import resize_image
+
+        height, width = image.shape[:2]
+        work = image
+        if height * width > WORK_PIXELS:
+            scale = np.sqrt(WORK_PIXELS / (height * width))
+            work = resize_image(image, max(1, round(width * scale)), max(1, round(height * scale)))
+        mask = upsample_mask(votes, *work.shape[:2], image=work, method=self.cfg.upsample)
+        mask = refine_mask(work, mask, self.cfg.refine)
+        mask = clean_mask(mask, self.cfg.fill_holes, self.cfg.min_part)
+        if work is not image:
+            mask = resize_image(mask.astype(np.uint8) * 255, width, height) > 127
+        return mask
 
     def iter_batch(self, images: list[np.ndarray]):
         """Features for the whole batch (one forward pass of a model), then each image's result as

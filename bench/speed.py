@@ -1,0 +1,154 @@
+"""The speed targets of the command line and the default pipeline, measured side by side in one run.
+
+    .venv/bin/python bench/speed.py [--images 48] [--folder-images 100] [--repeat 3] [--quick]
+
+Prints, per item and as ratios:
+- the default pipeline (`scvae`, no code cache) against GrabCut on the same 128x128 images
+  (scikit-image's photos, cropped as the eval protocol does): seconds per image and the ratio;
+- a cold `segtool segment astronaut.png` (a new process, no code cache), `segtool --help`, and a
+  bad option value, as wall time of the whole process (best and median of --repeat);
+- a folder of --folder-images images: images per second without the cache, with a cold cache and
+  with a warm one;
+- peak resident memory of `segtool segment` on a 6000x4000 photo.
+Run it on a quiet machine: other jobs on the cores change every figure but the ratios.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "bench"))
+
+
+def segtool_command(*args: str) -> list[str]:
+    return [sys.executable, "-m", "segtool.cli.app", *args]
+
+
+def wall(command: list[str], repeat: int, env: dict | None = None) -> tuple[float, float]:
+    """(best, median) wall seconds of a whole process, output discarded."""
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        subprocess.run(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, check=False)
+        times.append(time.perf_counter() - t0)
+    return min(times), statistics.median(times)
+
+
+def per_image_seconds(segmenter, images: list[np.ndarray], batch: int = 8) -> float:
+    t0 = time.perf_counter()
+    for start in range(0, len(images), batch):
+        segmenter.segment_batch(images[start:start + batch])
+    return (time.perf_counter() - t0) / len(images)
+
+
+def pipeline_against_grabcut(n: int) -> None:
+    from segment_speed import sample_images
+
+    from segtool.pipeline.models import load_extractor
+    from segtool.pipeline.registry import build_segmenter, parse_method
+
+    images = sample_images(n)
+    default = build_segmenter(parse_method("scvae"), extractor_factory=lambda: load_extractor(None, cache=False))
+    grabcut = build_segmenter(parse_method("grabcut"))
+    default.segment_batch(images[:2])  # model loaded and warmed: the per-image cost, not the start-up
+    grabcut.segment_batch(images[:2])
+    t_default = per_image_seconds(default, images)
+    t_grabcut = per_image_seconds(grabcut, images)
+    print(f"per image, {n} images of 128x128 (no code cache):")
+    print(f"  default pipeline  {1000 * t_default:7.1f} ms/image")
+    print(f"  grabcut           {1000 * t_grabcut:7.1f} ms/image")
+    print(f"  ratio default / grabcut: {t_default / t_grabcut:.2f}  (target <= 1.0)")
+
+
+def command_line_times(repeat: int, work: Path) -> None:
+    from PIL import Image
+    from skimage import data
+
+    photo = work / "astronaut.png"
+    Image.fromarray(data.astronaut()).save(photo)
+    env = {**os.environ, "SEGTOOL_CACHE": str(work / "no-cache-here")}
+    rows = [("segtool --help", segtool_command("--help"), 0.3),
+            ("bad option (segment --k 0)", segtool_command("segment", str(photo), "--k", "0"), 0.5),
+            ("cold segment astronaut.png (512x512)", segtool_command("segment", str(photo), "--no-cache", "-q",
+                                                                      "--out", str(work / "cold")), 2.5)]
+    print(f"whole process, wall seconds (best / median of {repeat}):")
+    for name, command, target in rows:
+        best, median = wall(command, repeat, env)
+        print(f"  {name:38s} {best:6.2f} / {median:6.2f} s   (target < {target} s)")
+        if name.startswith("cold"):
+            for extra in (work / "cold").glob("*"):
+                extra.unlink()
+
+
+def folder_rates(n: int, work: Path) -> None:
+    from PIL import Image
+    from segment_speed import sample_images
+
+    folder = work / "folder"
+    folder.mkdir()
+    for i, image in enumerate(sample_images(n)):
+        Image.fromarray(image).save(folder / f"img{i:03d}.png")
+    cache = work / "cache"
+    runs = [("no cache", ["--no-cache"]), ("cold cache", ["--cache-dir", str(cache)]),
+            ("warm cache", ["--cache-dir", str(cache)])]
+    print(f"a folder of {n} images of 128x128 (one process each, start-up included):")
+    for i, (name, flags) in enumerate(runs):
+        out = work / f"out{i}"
+        t0 = time.perf_counter()
+        subprocess.run(segtool_command("segment", str(folder), "-q", "--out", str(out), *flags),
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
+        seconds = time.perf_counter() - t0
+        print(f"  {name:12s} {n / seconds:6.1f} images/s  ({seconds:.1f} s)")
+
+
+def large_photo_memory(work: Path) -> None:
+    from PIL import Image
+    from skimage import data
+
+    from segtool.pipeline.features import resize_image
+
+    photo = work / "large.jpg"
+    Image.fromarray(resize_image(data.astronaut(), 6000, 4000)).save(photo, quality=90)
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    t0 = time.perf_counter()
+    subprocess.run(segtool_command("segment", str(photo), "-q", "--no-cache", "--out", str(work / "large")),
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
+    seconds = time.perf_counter() - t0
+    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss  # the largest child so far, in KiB
+    note = "" if peak > before else " (no larger than an earlier child's)"
+    print(f"segment on a 6000x4000 photo: peak RSS {peak / 1024:.0f} MiB{note}, {seconds:.1f} s  (target < 2048 MiB)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--images", type=int, default=48, help="images for the per-image comparison")
+    parser.add_argument("--folder-images", type=int, default=100)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--quick", action="store_true", help="small counts, for a smoke test")
+    args = parser.parse_args()
+    if args.quick:
+        args.images, args.folder_images, args.repeat = 6, 4, 1
+    import torch
+
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} cores")
+    pipeline_against_grabcut(args.images)
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        command_line_times(args.repeat, work)
+        folder_rates(args.folder_images, work)
+        large_photo_memory(work)
+
+
+if __name__ == "__main__":
+    main()
