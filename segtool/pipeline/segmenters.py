@@ -59,24 +59,6 @@ class Segmenter:
     def segment_batch(self, images: list[np.ndarray]) -> list[SegmentResult]:
         return [self.segment(image) for image in images]
 
-    def full_resolution_mask(self, image: np.ndarray, votes: np.ndarray) -> np.ndarray:
-        """Upsampling, refinement and clean-up of the grid's votes, on a copy of the image of at most
-        WORK_PIXELS (then enlarged): a mask from a 32 x 32 grid gains nothing from 24 megapixels,
-        and hole filling, GrabCut or the guided filter at that size cost seconds and gigabytes."""
-        from segtool.pipeline.features import resize_image
-
-        height, width = image.shape[:2]
-        work = image
-        if height * width > WORK_PIXELS:
-            scale = np.sqrt(WORK_PIXELS / (height * width))
-            work = resize_image(image, max(1, round(width * scale)), max(1, round(height * scale)))
-        mask = upsample_mask(votes, *work.shape[:2], image=work, method=self.cfg.upsample)
-        mask = refine_mask(work, mask, self.cfg.refine)
-        mask = clean_mask(mask, self.cfg.fill_holes, self.cfg.min_part)
-        if work is not image:
-            mask = resize_image(mask.astype(np.uint8) * 255, width, height) > 127
-        return mask
-
     def iter_batch(self, images: list[np.ndarray]):
         """The results one at a time, as each is ready (a caller can write and report per image)."""
         if type(self).segment_batch is Segmenter.segment_batch:
