@@ -50,9 +50,10 @@ class ClusterSettings:
         Weight of the cell position appended to the features before clustering.
     consensus : tuple of int, default (3, 4, 6, 8)
         Several k: a cell is foreground when most clusterings say so; () = one clustering at `k`.
-    upsample : {"bilinear", "guided", "superpixel"}, default "bilinear"
-        From the grid to the image's resolution: bilinear, or edge-aware (a guided filter with the
-        image as guide, or the mean over SLIC superpixels); see segtool.pipeline.refine.
+    upsample : {"bilinear", "guided", "superpixel"}, default "guided"
+        From the grid to the image's resolution: edge-aware with a guided filter (the image as
+        guide; on ecssd-dev at each image's own size: boundary F +9.0 points over bilinear, IoU
+        level), plain bilinear, or the mean over SLIC superpixels; see segtool.pipeline.refine.
     refine : {"none", "grabcut"}, default "none"
         Edge refinement of the mask at image resolution.
     fill_holes : bool, default True
@@ -81,7 +82,7 @@ class ClusterSettings:
     scorer: str = ""
     position_weight: float = 1.0
     consensus: tuple[int, ...] = (3, 4, 6, 8)
-    upsample: str = "bilinear"
+    upsample: str = "guided"
     refine: str = "none"
     fill_holes: bool = True
     min_part: float = 0.02

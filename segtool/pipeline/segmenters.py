@@ -173,7 +173,7 @@ class ColourSegmenter(GridClusterSegmenter):
     ----------
     settings : ClusterSettings, optional
         Default: `ColourSegmenter.default_settings()` (K-means at k = 3, position x 20,
-        boundary connectivity).
+        boundary connectivity, bilinear upsampling).
     grid : int, default 32
         Cells per side."""
 
@@ -183,7 +183,7 @@ class ColourSegmenter(GridClusterSegmenter):
     def default_settings() -> ClusterSettings:
         """The classical baseline: one K-means at k = 3, position weighted 20, boundary connectivity."""
         return ClusterSettings(k=3, method="kmeans", position_weight=20.0, consensus=(), rule="simple",
-                               refine="none", fill_holes=False, min_part=0.0)
+                               upsample="bilinear", refine="none", fill_holes=False, min_part=0.0)
 
     def __init__(self, settings: ClusterSettings | None = None, grid: int = 32):
         super().__init__(settings or self.default_settings())
