@@ -167,33 +167,56 @@ def segment_listed(files: list[Path], stems: dict[Path, str], segmenter, out, re
 
     if progress:
         progress(done, len(files))
-    for start in range(0, len(files), batch_size):
-        images: list[tuple[Path, np.ndarray]] = []
-        for f in files[start:start + batch_size]:
+
+    def load_batch(batch: list[Path]) -> list[tuple[Path, np.ndarray | None, str | None]]:
+        loaded = []
+        for f in batch:
             try:
                 out.check_free(output_names(stems[f], kinds), protected)
                 image = load_image(f, max_pixels=max_pixels)
                 problem = k_beyond_grid(segmenter, *image.shape[:2])
                 if problem:
                     raise InputError(f"{f}: --k is too large for this image: {problem}; choose a smaller --k")
-                images.append((f, image))
+                loaded.append((f, image, None))
             except InputError as exc:
-                report.failures.append((str(f), str(exc)))
-                count_one()
-        # One result at a time, so outputs land (and progress moves) per image, not per batch.
-        one_by_one = getattr(segmenter, "iter_batch", segmenter.segment_batch)
-        for (f, image), result in zip(images, one_by_one([im for _, im in images])):
-            h, w = image.shape[:2]
-            outputs = {}
-            for kind in kinds:
-                picture = _render(kind, image, result)
-                if picture is not None:
-                    outputs[kind] = str(out.write_png(f"{stems[f]}_{kind}.png", picture))
-            row = {"input": str(f), "width": w, "height": h, "outputs": outputs, **result.summary()}
-            report.results.append(row)
-            if on_image:
-                on_image(row)
-            count_one()
+                loaded.append((f, None, str(exc)))
+        return loaded
+
+    from concurrent.futures import ThreadPoolExecutor
+
+    batches = [files[start:start + batch_size] for start in range(0, len(files), batch_size)]
+    # The next batch is decoded in a second thread while this one is segmented: decoding a JPEG
+    # runs outside the GIL, so a folder costs about max(decode, segment) per image, not the sum.
+    with ThreadPoolExecutor(max_workers=1) as reader:
+        upcoming = reader.submit(load_batch, batches[0]) if batches else None
+        for index in range(len(batches)):
+            loaded = upcoming.result()
+            upcoming = reader.submit(load_batch, batches[index + 1]) if index + 1 < len(batches) else None
+            images: list[tuple[Path, np.ndarray]] = []
+            for f, image, error in loaded:
+                if error is not None:
+                    report.failures.append((str(f), error))
+                    count_one()
+                else:
+                    images.append((f, image))
+            _segment_loaded(images, stems, segmenter, out, report, kinds, on_image, count_one)
+
+
+def _segment_loaded(images, stems, segmenter, out, report, kinds, on_image, count_one) -> None:
+    # One result at a time, so outputs land (and progress moves) per image, not per batch.
+    one_by_one = getattr(segmenter, "iter_batch", segmenter.segment_batch)
+    for (f, image), result in zip(images, one_by_one([im for _, im in images])):
+        h, w = image.shape[:2]
+        outputs = {}
+        for kind in kinds:
+            picture = _render(kind, image, result)
+            if picture is not None:
+                outputs[kind] = str(out.write_png(f"{stems[f]}_{kind}.png", picture))
+        row = {"input": str(f), "width": w, "height": h, "outputs": outputs, **result.summary()}
+        report.results.append(row)
+        if on_image:
+            on_image(row)
+        count_one()
 
 
 def watch_folder(folder: str | Path, segmenter, out: OutputDir, *, kinds: tuple[str, ...] = DEFAULT_KINDS,
