@@ -111,14 +111,18 @@ class OutputDir:
     def write_png(self, name: str, array: np.ndarray) -> Path:
         import cv2
 
-        from scvae.fileio import atomic_write_bytes
-
         data = array if array.ndim == 2 else array[..., ::-1]  # cv2 encodes BGR
         ok, encoded = cv2.imencode(".png", np.ascontiguousarray(data))
         if not ok:
             raise InputError(f"{self.path / name}: PNG encoding failed")
+        return self.write_bytes(name, encoded.tobytes())
+
+    def write_bytes(self, name: str, data: bytes) -> Path:
+        """Write one file whole and record it as segtool's (call `check_free` first)."""
+        from scvae.fileio import atomic_write_bytes
+
         target = self.path / name
-        atomic_write_bytes(target, encoded.tobytes())
+        atomic_write_bytes(target, data)
         self.owned.add(name)
         self._save_ledger()
         return target
