@@ -18,8 +18,9 @@ ALLOWED = {
     "training": {"base", "io", "training"},
     "evaluation": {"base", "io", "data", "pipeline", "evaluation"},
     "segment": {"base", "io", "pipeline", "segment"},
+    "analysis": {"base", "io", "data", "pipeline", "analysis"},
     "root": {"base", "pipeline", "root"},
-    "cli": {"base", "io", "data", "pipeline", "training", "evaluation", "segment", "root", "cli"},
+    "cli": {"base", "io", "data", "pipeline", "training", "evaluation", "segment", "analysis", "root", "cli"},
 }
 BASE = {"errors", "params", "settings", "resources", "yamltext"}
 

@@ -1,0 +1,87 @@
+"""The `recon` command: reconstruction quality of one or more models on the same images, as a
+table on screen, recon.csv and recon_grid.png (originals beside each model's reconstructions)."""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+
+from segtool.cli.options import check_device
+from segtool.cli.progress import progress_bar, say
+from segtool.errors import UsageError
+
+CSV_NAME = "recon.csv"
+GRID_NAME = "recon_grid.png"
+
+
+def run_recon(spec: str, models: list[str], *, data_root: Path | None = None, holdout: int | None = None,
+              limit: int | None = None, size: int = 256, out: Path = Path("segtool-out"),
+              lpips_weights: Path | None = None, inception_weights: Path | None = None, device: str = "auto",
+              batch_size: int = 16) -> None:
+    if not 16 <= size <= 1024:
+        raise UsageError(f"--size {size}: give 16 to 1024 pixels (the side of the square crop)")
+    check_device(device)
+    from segtool.analysis.image_sets import choose_images
+
+    files = choose_images(spec, data_root, holdout, limit)
+    from segtool.io.outputs import OutputDir
+
+    from segtool.analysis.image_sets import BENCHMARKS
+
+    output = OutputDir(out, [] if spec in BENCHMARKS else [Path(spec.removeprefix("folder:"))], label="--out")
+    output.check_free([CSV_NAME, GRID_NAME], set())
+
+    import numpy as np
+
+    from segtool.analysis.image_sets import square_image
+    from segtool.analysis.perceptual import inception_metric, lpips_metric
+    from segtool.analysis.reconstruction import (ACTIVE_THRESHOLD, inception_features, recon_grid,
+                                                 reconstruction_quality)
+    from segtool.pipeline.models import load_model
+
+    lpips, inception = lpips_metric(lpips_weights), inception_metric(inception_weights)
+    results = []
+    with progress_bar("recon") as bar:
+        task = bar.add_task("reading", total=len(files))
+        images = []
+        for i, f in enumerate(files):
+            images.append(square_image(f, size))
+            bar.update(task, completed=i + 1)
+        images = np.stack(images)
+        reference = inception_features(inception, images, batch_size) if inception.available else None
+        for name in models or [None]:
+            model = load_model(name, device)
+            factor = model.config.downsample_factor
+            if size % factor:
+                raise UsageError(f"--size {size}: must be a multiple of {factor} for {name or 'the default model'}")
+            label = name or "default"
+            bar.update(task, description=label, completed=0)
+            results.append(reconstruction_quality(model, label, images, batch_size, lpips, inception, reference,
+                                                  progress=lambda done: bar.update(task, completed=done)))
+    _print_table(results, spec, size)
+    for metric in (lpips, inception):
+        say(metric.source)
+    if inception.available:
+        say(f"rFID over {len(images)} images: biased upwards with few images (the paper's figures use 50,000)")
+    text = io.StringIO()
+    writer = csv.DictWriter(text, fieldnames=list(results[0].row()))
+    writer.writeheader()
+    for r in results:
+        writer.writerow({k: "n/a" if v is None else v for k, v in r.row().items()})
+    say(f"active = share of code entries with |z| > {ACTIVE_THRESHOLD:g}; Hoyer sparsity averaged over code vectors")
+    say(f"wrote {output.write_bytes(CSV_NAME, text.getvalue().encode())} and "
+        f"{output.write_png(GRID_NAME, recon_grid(images, results))}")
+
+
+def _print_table(results, spec: str, size: int) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="reconstruction", caption=f"{results[0].images} images of {spec} at {size}x{size}")
+    for column in ("model", "PSNR dB", "SSIM", "Hoyer", "active %", "LPIPS", "rFID"):
+        table.add_column(column, justify="left" if column == "model" else "right")
+    for r in results:
+        table.add_row(r.model, f"{r.psnr:.2f}", f"{r.ssim:.3f}", f"{r.hoyer:.3f}", f"{100 * r.active:.1f}",
+                      "n/a" if r.lpips is None else f"{r.lpips:.3f}", "n/a" if r.rfid is None else f"{r.rfid:.1f}")
+    Console().print(table)
