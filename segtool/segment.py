@@ -1,4 +1,5 @@
-"""`segtool segment`: files, folders and globs -> mask, overlay and cluster-map PNGs.
+"""`segtool segment`: files, folders and globs -> mask, overlay and cluster-map PNGs (or, with
+`parts`, part maps: n regions and no foreground choice).
 
 Good inputs are processed even when others fail; the failures are reported at the end and
 make the exit status 1.
@@ -15,10 +16,12 @@ import numpy as np
 
 from segtool.errors import InputError
 from segtool.io.images import DEFAULT_MAX_PIXELS, load_image, looks_like_image
+from segtool.pipeline.parts import parts_labels
 from segtool.pipeline.registry import k_beyond_grid
-from segtool.io.outputs import OutputDir, cluster_image, overlay_image
+from segtool.io.outputs import OutputDir, cluster_image, overlay_image, parts_image, parts_overlay_image
 
 GLOB_CHARS = set("*?[")
+PARTS_KINDS = ("parts", "parts_overlay")
 
 
 @dataclass
@@ -84,7 +87,10 @@ def output_stems(files: list[Path]) -> dict[Path, str]:
 
 
 def segment_files(specs: list[str], segmenter, out_dir: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS,
-                  batch_size: int = 8, progress: Callable[[int, int], None] | None = None) -> SegmentReport:
+                  batch_size: int = 8, progress: Callable[[int, int], None] | None = None,
+                  parts: int | None = None) -> SegmentReport:
+    """Masks, overlays and cluster maps of every input; with `parts`, part maps instead (one
+    K-means into that many regions, no foreground choice: see `write_parts`)."""
     files, problems = collect_inputs(specs)
     report = SegmentReport(failures=list(problems))
     if not files:
@@ -103,17 +109,22 @@ def segment_files(specs: list[str], segmenter, out_dir: str | Path, max_pixels: 
         images: list[tuple[Path, np.ndarray]] = []
         for f in chunk:
             try:
-                names = [f"{stems[f]}_{kind}.png" for kind in ("mask", "overlay", "clusters")]
-                out.check_free(names, protected)
+                kinds = PARTS_KINDS if parts else ("mask", "overlay", "clusters")
+                out.check_free([f"{stems[f]}_{kind}.png" for kind in kinds], protected)
                 image = load_image(f, max_pixels=max_pixels)
-                problem = k_beyond_grid(segmenter, *image.shape[:2])
+                problem = parts_beyond_grid(segmenter, parts, *image.shape[:2]) if parts else \
+                    k_beyond_grid(segmenter, *image.shape[:2])
                 if problem:
                     raise InputError(f"{f}: --k is too large for this image: {problem}; choose a smaller --k")
                 images.append((f, image))
             except InputError as exc:
                 report.failures.append((str(f), str(exc)))
                 done += 1
-        if images:
+        if images and parts:
+            for (f, image), labels in zip(images, parts_labels(segmenter, [im for _, im in images], parts)):
+                report.results.append({"input": str(f), **write_parts(out, stems[f], image, labels)})
+                done += 1
+        elif images:
             results = segmenter.segment_batch([im for _, im in images])
             for (f, image), result in zip(images, results):
                 stem = stems[f]
@@ -130,3 +141,21 @@ def segment_files(specs: list[str], segmenter, out_dir: str | Path, max_pixels: 
         if progress:
             progress(done, len(files))
     return report
+
+
+def parts_beyond_grid(segmenter, parts: int, height: int, width: int) -> str | None:
+    grid = segmenter.grid_size(height, width)
+    if grid is None or parts <= grid[0] * grid[1]:
+        return None
+    return f"{parts} parts is more than the {grid[0]}x{grid[1]} = {grid[0] * grid[1]} cells of the grid"
+
+
+def write_parts(out: OutputDir, stem: str, image: np.ndarray, labels: np.ndarray) -> dict:
+    """`<stem>_parts.png` (one colour per part, at the image's size) and `<stem>_parts_overlay.png`;
+    returns the image's result row (size, output paths, cells per part)."""
+    h, w = image.shape[:2]
+    colours = parts_image(labels, h, w)
+    outputs = {"parts": str(out.write_png(f"{stem}_parts.png", colours)),
+               "parts_overlay": str(out.write_png(f"{stem}_parts_overlay.png", parts_overlay_image(image, colours)))}
+    sizes = {str(c): int((labels == c).sum()) for c in np.unique(labels)}
+    return {"width": w, "height": h, "outputs": outputs, "part_sizes": sizes}

@@ -261,9 +261,27 @@ def test_reservoir_sample_keeps_each_cluster_uniform(monkeypatch):
     assert seen.sum() == 1200 and np.abs(seen - 300).max() < 60
 
 
+# -- segment --parts -------------------------------------------------------------------------------
+
+def test_segment_parts_writes_a_part_map_and_overlay(folder, tiny_model, tmp_path, capsys):
+    out = tmp_path / "out"
+    code, stdout, err = run_cli(capsys, "segment", folder / "img0.png", "--parts", 3, "--model", tiny_model,
+                                "--out", out, "--json")
+    assert code == 0, err
+    assert sorted(p.name for p in out.glob("*.png")) == ["img0_parts.png", "img0_parts_overlay.png"]
+    parts = np.asarray(Image.open(out / "img0_parts.png").convert("RGB"))
+    assert parts.shape == (40, 48, 3)  # the image's size
+    assert len(np.unique(parts.reshape(-1, 3), axis=0)) == 3
+    result = json.loads(stdout)["results"][0]
+    from segtool.pipeline.extract import model_input_size
+
+    h, w = model_input_size(40, 48)
+    assert sum(result["part_sizes"].values()) == (h // 8) * (w // 8) and len(result["part_sizes"]) == 3
+
+
 # -- option checks ---------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("argv", [["recon", "x", "--size", "8"],
+@pytest.mark.parametrize("argv", [["segment", "x.jpg", "--parts", "1"], ["recon", "x", "--size", "8"],
                                   ["patches", "x", "--k", "1"], ["explore", "traverse", "x.jpg", "--range", "3:1"],
                                   ["explore", "interpolate", "a.jpg", "b.jpg", "--steps", "1"]])
 def test_a_bad_option_is_refused_in_one_line_before_heavy_imports(argv):

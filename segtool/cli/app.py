@@ -54,12 +54,16 @@ def segment(
     device: str = typer.Option("auto", "--device", help="auto | cpu | cuda"),
     max_pixels: int = typer.Option(100_000_000, "--max-pixels", min=1, help="Refuse images with more pixels (decompression bombs)."),
     batch_size: int = typer.Option(8, "--batch-size", min=1, help="Images encoded together."),
+    parts: Optional[int] = typer.Option(None, "--parts", help="Instead of a mask: N regions from one K-means on the codes "
+                                        "(+ colour and position, as the pipeline clusters), no foreground choice; writes "
+                                        "<stem>_parts.png and _parts_overlay.png. (_clusters.png shows the clustering the "
+                                        "mask was chosen from, background clusters darkened.)"),
 ):
     """Segment images: writes a 0/255 mask, an overlay and a cluster map per image."""
     from segtool.cli.segment import run_segment
 
     code = run_segment(paths, k=k, method=method, refine=refine, rule=rule, model=model, out=out, as_json=json_, device=device,
-                       max_pixels=max_pixels, batch_size=batch_size)
+                       max_pixels=max_pixels, batch_size=batch_size, parts=parts)
     raise typer.Exit(code)
 
 

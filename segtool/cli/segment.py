@@ -16,9 +16,11 @@ console = Console(stderr=True)
 
 
 def run_segment(paths: list[str], *, k=None, method=None, refine=None, rule=None, model=None, out: Path = Path("segtool-out"),
-                as_json: bool = False, device: str = "auto", max_pixels: int = 100_000_000, batch_size: int = 8) -> int:
+                as_json: bool = False, device: str = "auto", max_pixels: int = 100_000_000, batch_size: int = 8,
+                parts: int | None = None) -> int:
     options = pipeline_options(k, method, refine, rule)   # every option checked before any heavy import
     check_device(device)
+    check_parts(parts)
     if str(out) == "-":
         raise UsageError("--out -: segment writes PNG files (mask, overlay, clusters); give a folder, or --json "
                          "for the results on standard output")
@@ -29,7 +31,7 @@ def run_segment(paths: list[str], *, k=None, method=None, refine=None, rule=None
         stdin_folder, stdin_file = _stdin_to_file()
         paths = [stdin_file if p == "-" else p for p in paths]
     try:
-        return _segment(paths, options, model, out, as_json, device, max_pixels, batch_size, stdin_file)
+        return _segment(paths, options, model, out, as_json, device, max_pixels, batch_size, stdin_file, parts)
     finally:
         if stdin_folder is not None:
             import shutil
@@ -54,7 +56,14 @@ def _stdin_to_file() -> tuple[str, str]:
     return folder, str(path)
 
 
-def _segment(paths, options, model, out, as_json, device, max_pixels, batch_size, stdin_file=None) -> int:
+def check_parts(parts: int | None) -> None:
+    from segtool.io.outputs import PALETTE
+
+    if parts is not None and not 2 <= parts <= len(PALETTE):
+        raise UsageError(f"--parts {parts}: give 2 to {len(PALETTE)} parts (the colours of the map stay distinct)")
+
+
+def _segment(paths, options, model, out, as_json, device, max_pixels, batch_size, stdin_file=None, parts=None) -> int:
 
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
@@ -68,7 +77,7 @@ def _segment(paths, options, model, out, as_json, device, max_pixels, batch_size
                   console=console, transient=True, disable=not console.is_terminal) as bar:
         task = bar.add_task("segment", total=None)
         report = segment_files(paths, segmenter, out, max_pixels=max_pixels, batch_size=batch_size,
-                               progress=lambda done, total: bar.update(task, completed=done, total=total))
+                               progress=lambda done, total: bar.update(task, completed=done, total=total), parts=parts)
     if stdin_file is not None:  # the user typed '-', not the temporary file behind it
         for r in report.results:
             r["input"] = "-" if r.get("input") == stdin_file else r.get("input")
@@ -82,6 +91,9 @@ def _segment(paths, options, model, out, as_json, device, max_pixels, batch_size
         sys.stdout.write("\n")
     else:
         for r in report.results:
+            if parts:
+                say(f"{escape(r['input'])}: {parts} parts -> {escape(r['outputs']['parts'])}")
+                continue
             say(f"{escape(r['input'])}: foreground {100 * r['foreground_fraction']:.1f}% -> {escape(r['outputs']['mask'])}")
     for item, error in report.failures:
         message = error if error.startswith(item) else f"{item}: {error}"

@@ -152,3 +152,18 @@ def cluster_image(labels: np.ndarray, height: int, width: int, foreground: list[
             colours[c] *= 0.45
     grid = colours[labels].astype(np.uint8)
     return cv2.resize(grid, (width, height), interpolation=cv2.INTER_NEAREST)
+
+
+def parts_image(labels: np.ndarray, height: int, width: int) -> np.ndarray:
+    """A part map at image size: one palette colour per part, none darkened (there is no foreground)."""
+    return cluster_image(labels, height, width, foreground=list(range(int(labels.max()) + 1)))
+
+
+def parts_overlay_image(image: np.ndarray, parts: np.ndarray, alpha: float = 0.5) -> np.ndarray:
+    """The image half-tinted with its part map, the borders between parts drawn in black."""
+    out = ((1 - alpha) * image.astype(np.float32) + alpha * parts.astype(np.float32)).round().astype(np.uint8)
+    edge = np.zeros(parts.shape[:2], bool)
+    edge[:, 1:] |= (parts[:, 1:] != parts[:, :-1]).any(axis=-1)
+    edge[1:, :] |= (parts[1:, :] != parts[:-1, :]).any(axis=-1)
+    out[edge] = 0
+    return out
