@@ -97,10 +97,15 @@ def test_recon_compares_models_on_the_same_images(folder, tiny_model, second_mod
 def test_recon_holdout_takes_the_last_images_in_training_order(folder, tiny_model, tmp_path, capsys):
     from segtool.analysis.image_sets import choose_images
 
-    assert [p.name for p in choose_images(str(folder), holdout=2)] == ["img3.png", "img4.png"]
-    assert [p.name for p in choose_images(str(folder), holdout=3, limit=1)] == ["img2.png"]
     code, _, err = run_cli(capsys, "recon", folder, "--holdout", 9, "--model", tiny_model, "--out", tmp_path / "o")
     assert code == 2 and "fewer than the 9 held out" in err
+    assert [p.name for p in choose_images(str(folder), holdout=2)] == ["img3.png", "img4.png"]
+    assert [p.name for p in choose_images(str(folder), holdout=3, limit=1)] == ["img2.png"]
+    # folder:PATH reads its images/ as `eval` does (the masks beside them are not images to reconstruct).
+    (folder.parent / "set" / "masks").mkdir(parents=True)
+    (folder.parent / "set" / "masks" / "img0.png").write_bytes((folder / "img0.png").read_bytes())
+    folder.rename(folder.parent / "set" / "images")
+    assert len(choose_images(f"folder:{folder.parent / 'set'}")) == 5
 
 
 def test_recon_uses_local_lpips_and_inception_networks(folder, tiny_model, tmp_path, capsys):
@@ -259,6 +264,34 @@ def test_reservoir_sample_keeps_each_cluster_uniform(monkeypatch):
                 seen[int(patch[0, 0, 0])] += 1
     # 1,200 patches shown, each image's 10 cells a quarter of the cluster: 300 each, +- sampling noise.
     assert seen.sum() == 1200 and np.abs(seen - 300).max() < 60
+
+
+def test_patch_clustering_memory_does_not_grow_with_the_number_of_images(monkeypatch):
+    """Peak traced memory over 8 images and over 64: the same within a batch's worth."""
+    import tracemalloc
+
+    from segtool.analysis import patches
+
+    class RandomCodes:
+        factor = 8
+
+        def extract(self, images):
+            rng = np.random.default_rng(len(images))
+            return [rng.normal(size=(16, 16, 64)).astype(np.float32) for _ in images]
+
+    monkeypatch.setattr(patches, "load_image", lambda path, max_pixels: np.zeros((128, 128, 3), np.uint8))
+
+    def peak(count: int) -> int:
+        tracemalloc.start()
+        patches.cluster_patches([f"f{i}" for i in range(count)], RandomCodes(), k=8, per_cluster=4, batch_images=4)
+        size = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        return size
+
+    peak(4)  # imports (sklearn's first use) are not what is measured
+    small, large = peak(8), peak(64)
+    codes_per_image = 16 * 16 * 64 * 4
+    assert large < small + 2 * codes_per_image  # 56 more images' codes (3.7 MB) would show
 
 
 # -- segment --parts -------------------------------------------------------------------------------

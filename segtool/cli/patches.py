@@ -30,6 +30,7 @@ def run_patches(folder: str, *, k: int = 50, per_cluster: int = 12, limit: int |
 
     import numpy as np
 
+    import scvae
     from segtool.analysis.patches import cluster_patches, patch_sheet
     from segtool.pipeline.models import load_extractor
 
@@ -41,7 +42,7 @@ def run_patches(folder: str, *, k: int = 50, per_cluster: int = 12, limit: int |
     sheet, rows = patch_sheet(result)
     buffer = io.BytesIO()
     np.save(buffer, result.centres)
-    summary = {"model": model or "default", "input_side": extractor.input_side, "patch_pixels": extractor.factor,
+    summary = {"model": model or scvae.DEFAULT_MODEL, "input_side": extractor.input_side, "patch_pixels": extractor.factor,
                **result.summary(), "rows_of_patches_png": rows}
     written = [output.write_png(OUTPUT_NAMES[0], sheet), output.write_bytes(OUTPUT_NAMES[1], buffer.getvalue()),
                output.write_bytes(OUTPUT_NAMES[2], (json.dumps(summary, indent=1) + "\n").encode())]

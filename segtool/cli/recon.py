@@ -38,6 +38,7 @@ def run_recon(spec: str, models: list[str], *, data_root: Path | None = None, ho
     from segtool.analysis.perceptual import inception_metric, lpips_metric
     from segtool.analysis.reconstruction import (ACTIVE_THRESHOLD, inception_features, recon_grid,
                                                  reconstruction_quality)
+    import scvae
     from segtool.pipeline.models import load_model
 
     lpips, inception = lpips_metric(lpips_weights), inception_metric(inception_weights)
@@ -55,7 +56,7 @@ def run_recon(spec: str, models: list[str], *, data_root: Path | None = None, ho
             factor = model.config.downsample_factor
             if size % factor:
                 raise UsageError(f"--size {size}: must be a multiple of {factor} for {name or 'the default model'}")
-            label = name or "default"
+            label = name or scvae.DEFAULT_MODEL
             bar.update(task, description=label, completed=0)
             results.append(reconstruction_quality(model, label, images, batch_size, lpips, inception, reference,
                                                   progress=lambda done: bar.update(task, completed=done)))
