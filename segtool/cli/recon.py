@@ -22,41 +22,25 @@ def run_recon(spec: str, models: list[str], *, data_root: Path | None = None, ho
     if not 16 <= size <= 1024:
         raise UsageError(f"--size {size}: give 16 to 1024 pixels (the side of the square crop)")
     check_device(device)
-    from segtool.analysis.image_sets import choose_images
-
-    files = choose_images(spec, data_root, holdout, limit)
+    from segtool.analysis.image_sets import BENCHMARKS, choose_images
     from segtool.io.outputs import OutputDir
 
-    from segtool.analysis.image_sets import BENCHMARKS
-
+    files = choose_images(spec, data_root, holdout, limit)
     output = OutputDir(out, [] if spec in BENCHMARKS else [Path(spec.removeprefix("folder:"))], label="--out")
     output.check_free([CSV_NAME, GRID_NAME], set())
 
-    import numpy as np
-
-    from segtool.analysis.image_sets import square_image
     from segtool.analysis.perceptual import inception_metric, lpips_metric
     from segtool.analysis.reconstruction import (ACTIVE_THRESHOLD, inception_features, recon_grid,
                                                  reconstruction_quality)
-    import scvae
-    from segtool.pipeline.models import load_model
 
+    networks = _load_models(models, device, size)   # a bad model or size fails before minutes of reading
     lpips, inception = lpips_metric(lpips_weights), inception_metric(inception_weights)
     results = []
     with progress_bar("recon") as bar:
         task = bar.add_task("reading", total=len(files))
-        images = []
-        for i, f in enumerate(files):
-            images.append(square_image(f, size))
-            bar.update(task, completed=i + 1)
-        images = np.stack(images)
+        images = _read_squares(files, size, lambda done: bar.update(task, completed=done))
         reference = inception_features(inception, images, batch_size) if inception.available else None
-        for name in models or [None]:
-            model = load_model(name, device)
-            factor = model.config.downsample_factor
-            if size % factor:
-                raise UsageError(f"--size {size}: must be a multiple of {factor} for {name or 'the default model'}")
-            label = name or scvae.DEFAULT_MODEL
+        for label, model in networks:
             bar.update(task, description=label, completed=0)
             results.append(reconstruction_quality(model, label, images, batch_size, lpips, inception, reference,
                                                   progress=lambda done: bar.update(task, completed=done)))
@@ -65,14 +49,45 @@ def run_recon(spec: str, models: list[str], *, data_root: Path | None = None, ho
         say(metric.source)
     if inception.available:
         say(f"rFID over {len(images)} images: biased upwards with few images (the paper's figures use 50,000)")
+    say(f"active = share of code entries with |z| > {ACTIVE_THRESHOLD:g}; Hoyer sparsity averaged over code vectors")
+    say(f"wrote {output.write_bytes(CSV_NAME, _csv_text(results).encode())} and "
+        f"{output.write_png(GRID_NAME, recon_grid(images, results))}")
+
+
+def _load_models(models: list[str], device: str, size: int) -> list[tuple[str, object]]:
+    """(label, model) for each --model (the shipped default when none is named)."""
+    import scvae
+    from segtool.pipeline.models import load_model
+
+    loaded = []
+    for name in models or [None]:
+        model = load_model(name, device)
+        factor = model.config.downsample_factor
+        if size % factor:
+            raise UsageError(f"--size {size}: must be a multiple of {factor} for {name or 'the default model'}")
+        loaded.append((name or scvae.DEFAULT_MODEL, model))
+    return loaded
+
+
+def _read_squares(files: list[Path], size: int, progress):
+    import numpy as np
+
+    from segtool.analysis.image_sets import square_image
+
+    images = []
+    for f in files:
+        images.append(square_image(f, size))
+        progress(len(images))
+    return np.stack(images)
+
+
+def _csv_text(results) -> str:
     text = io.StringIO()
     writer = csv.DictWriter(text, fieldnames=list(results[0].row()))
     writer.writeheader()
     for r in results:
         writer.writerow({k: "n/a" if v is None else v for k, v in r.row().items()})
-    say(f"active = share of code entries with |z| > {ACTIVE_THRESHOLD:g}; Hoyer sparsity averaged over code vectors")
-    say(f"wrote {output.write_bytes(CSV_NAME, text.getvalue().encode())} and "
-        f"{output.write_png(GRID_NAME, recon_grid(images, results))}")
+    return text.getvalue()
 
 
 def _print_table(results, spec: str, size: int) -> None:
