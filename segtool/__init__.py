@@ -1,23 +1,35 @@
 """segtool: unsupervised image segmentation with an SC-VAE backbone.
 
-Library use (everything the CLI does is reachable from Python):
+One call (the shipped model, loaded once and kept for the next call):
 
-    from segtool.io.images import load_image
-    from segtool.pipeline.registry import MethodSpec, build_segmenter
-    from segtool.pipeline.models import load_extractor
+    import segtool
+    mask = segtool.segment("photo.jpg")          # bool numpy array at the photo's size
+    mask = segtool.segment(rgb_array, k=3)       # or a numpy RGB array, or a PIL image
 
-    seg = build_segmenter(MethodSpec("scvae"), extractor_factory=load_extractor)  # shipped model, defaults
-    result = seg.segment(load_image("photo.jpg"))
-    result.mask                          # bool array at the image's own size
+A segmenter for many images: built by name, its model loaded once (on the first image):
+
+    seg = segtool.Segmenter("scvae", k=3)        # any method: "colour", "grabcut", "scvae[rule=simple]"
+    result = seg("photo.jpg")                    # or seg.segment(image): a SegmentResult
+    result.mask, result.foreground_fraction      # the mask; result.labels: the cluster grid
+
+    import scvae
+    seg = segtool.Segmenter(model=scvae.load("scvae-small-in1k"))   # a model you loaded yourself
+
+Everything the command line does is reachable too: `segtool.pipeline.registry.build_segmenter`,
+`segtool.segment_files.segment_files`, `segtool.evaluation.runner.run_eval`.
 """
 
 __version__ = "0.1.0"
 
 
 def __getattr__(name):
-    # Lazy: `import segtool` (and `segtool --help`) must not pay for torch and sklearn.
-    if name in ("Segmenter", "SegmentResult"):
+    # Lazy: `import segtool` (and `segtool --help`) must not pay for numpy, torch and sklearn.
+    if name in ("Segmenter", "segment"):
+        from segtool.pipeline import predictor
+
+        return getattr(predictor, name)
+    if name == "SegmentResult":
         from segtool.pipeline import segmenters
 
-        return getattr(segmenters, name)
+        return segmenters.SegmentResult
     raise AttributeError(f"module 'segtool' has no attribute {name!r}")

@@ -17,6 +17,7 @@ def _isolated_caches(tmp_path_factory, monkeypatch):
     home = tmp_path_factory.getbasetemp() / "hf-home"
     monkeypatch.setenv("HF_HOME", str(home))
     monkeypatch.setenv("SEGTOOL_CACHE", str(tmp_path_factory.getbasetemp() / "segtool-cache"))
+    monkeypatch.setenv("SEGTOOL_DATA", str(tmp_path_factory.getbasetemp() / "segtool-data"))
 
 
 @pytest.fixture(autouse=True)

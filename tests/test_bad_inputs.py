@@ -481,7 +481,13 @@ def test_missing_model_path_is_one_line(one_image, tmp_path, capsys):
 @pytest.mark.parametrize("argv", [["segment", "x.jpg", "--k", "0"], ["segment", "x.jpg", "--device", "tpu"],
                                   ["segment", "x.jpg", "--clustering", "foo"], ["eval", "folder:x", "--methods", "foo"],
                                   ["eval", "cub"], ["eval", "folder:x", "--noise", "-1"],
-                                  ["eval", "folder:x", "--subset", "half"]])
+                                  ["eval", "folder:x", "--subset", "half"], ["eval", "cub200"],
+                                  ["segment", "x.jpg", "--only-mask", "--cutout"], ["segment", "x.jpg", "-q", "-v"],
+                                  ["segment", "x.jpg", "--watch"], ["segment", "x.jpg", "-o", "-", "--json"],
+                                  ["segment", "x.jpg", "--no-cache", "--cache-dir", "c"],
+                                  ["eval", "folder:x", "--no-cache", "--cache-dir", "c"], ["serve", "--port", "70000"],
+                                  ["serve", "--workers", "0"], ["serve", "--max-upload-mb", "0"],
+                                  ["serve", "--method", "magic"], ["serve", "--device", "tpu"]])
 def test_a_bad_option_is_refused_before_torch_or_sklearn_load(argv):
     """Options are checked before any heavy import: a typo is answered at once, not after seconds."""
     code = ("import sys\nfrom segtool.cli.app import main\ntry:\n    main(sys.argv[1:])\nexcept SystemExit as e:\n"

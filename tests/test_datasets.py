@@ -292,7 +292,7 @@ def test_unreadable_image_is_a_dataset_error(folder_root):
 def test_open_dataset_needs_data_root_and_a_known_name(tmp_path):
     from segtool.data.readers import DatasetSpecError
 
-    with pytest.raises(DatasetSpecError, match="no data root given; it is the Flowers-102 files"):
+    with pytest.raises(DatasetSpecError, match="no data root given and no copy in .*flowers102; it is the Flowers-102 files"):
         open_dataset("flowers")
     with pytest.raises(DatasetSpecError, match="unknown dataset 'voc'"):
         open_dataset("voc", tmp_path)

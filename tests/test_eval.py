@@ -272,7 +272,7 @@ def test_a_suite_names_each_set_in_rows_and_summary(suite):
         (name, m) for name in ("discs", "flipped") for m in ("colour", "ellipse", "grabcut")}
     assert sum(r["dataset"] == "discs" for r in rows) == 3 * 12 and sum(r["dataset"] == "flipped" for r in rows) == 3 * 7
     summary = summary_of(out)
-    assert summary["format_version"] == 2
+    assert summary["format_version"] == 3
     assert [d["name"] for d in summary["datasets"]] == ["discs", "flipped"]
     assert [d["images"] for d in summary["datasets"]] == [12, 7]
     for r in summary["results"]:
@@ -450,3 +450,141 @@ def test_every_method_override_is_checked_before_any_image_is_read(dataset, tmp_
     code, _, err = run_cli("eval", f"folder:{dataset}", "--methods", spec, "--out", tmp_path / "run", capsys=capsys)
     assert code == 2 and expected in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "run").exists()
+
+
+def _without_timings(value):
+    """Everything but the timings, which belong to whichever process ran an image."""
+    if isinstance(value, dict):
+        return {k: _without_timings(v) for k, v in value.items() if k not in ("seconds", "seconds_per_image")}
+    if isinstance(value, list):
+        return [_without_timings(v) for v in value]
+    return value
+
+
+@pytest.mark.parametrize("subset", ["all", "held-out"])
+def test_shards_merge_into_the_files_of_the_unsharded_run(dataset, tmp_path, capsys, subset):
+    common = [f"folder:{dataset}", "--methods", "colour", "--compare", "ellipse", "--noise", "0,0.2",
+              "--batch-size", "4", "--subset", subset]
+    assert run_cli("eval", *common, "--out", tmp_path / "whole")[0] == 0
+    for i in range(3):
+        assert run_cli("eval", *common, "--shard", f"{i}/3", "--out", tmp_path / "parts")[0] == 0
+    shards = sorted((tmp_path / "parts").glob("shard-*"))
+    assert [p.name for p in shards] == ["shard-0-of-3", "shard-1-of-3", "shard-2-of-3"]
+    assert all(0 < len(rows_of(p)) < len(rows_of(tmp_path / "whole")) for p in shards)
+    code, out, _ = run_cli("eval-merge", *shards, "--out", tmp_path / "merged", capsys=capsys)
+    assert code == 0
+    assert _without_timings(rows_of(tmp_path / "merged")) == _without_timings(rows_of(tmp_path / "whole"))
+    assert _without_timings(summary_of(tmp_path / "merged")) == _without_timings(summary_of(tmp_path / "whole"))
+    assert json.loads((tmp_path / "merged" / "run.json").read_text()) == json.loads((tmp_path / "whole" / "run.json").read_text())
+
+
+def test_a_merge_refuses_missing_unfinished_or_foreign_shards(dataset, tmp_path, capsys):
+    common = [f"folder:{dataset}", "--methods", "ellipse", "--out", tmp_path / "parts"]
+    for i in range(2):
+        assert run_cli("eval", *common, "--shard", f"{i}/2")[0] == 0
+    assert run_cli("eval", f"folder:{dataset}", "--methods", "colour", "--shard", "1/2", "--out", tmp_path / "other")[0] == 0
+    first, second = tmp_path / "parts" / "shard-0-of-2", tmp_path / "parts" / "shard-1-of-2"
+    cases = [([first], "shard(s) 1/2 missing"),
+             ([first, tmp_path / "other" / "shard-1-of-2"], "run with other settings"),
+             ([first, first], "given twice")]
+    for folders, expected in cases:
+        code, _, err = run_cli("eval-merge", *folders, "--out", tmp_path / "merged", capsys=capsys)
+        assert code == 2 and expected in err, err
+    (second / "summary.json").unlink()
+    code, _, err = run_cli("eval-merge", first, second, "--out", tmp_path / "merged", capsys=capsys)
+    assert code == 2 and "has not finished" in err
+    assert not (tmp_path / "merged").exists()
+
+
+@pytest.mark.parametrize("shard", ["3/3", "1", "a/b", "-1/2", "0/0"])
+def test_a_bad_shard_is_one_line(dataset, tmp_path, capsys, shard):
+    code, _, err = run_cli("eval", f"folder:{dataset}", "--methods", "ellipse", "--shard", shard,
+                           "--out", tmp_path / "run", capsys=capsys)
+    assert code == 2 and err.count("\n") == 1 and "--shard" in err
+
+
+@pytest.fixture(scope="module")
+def reported(dataset, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("reported") / "run"
+    code, _, _ = run_cli("eval", f"folder:{dataset}", "--methods", "colour", "--compare", "ellipse", "--noise", "0,0.2",
+                         "--report", "--save-masks", "--out", out)
+    assert code == 0
+    return out
+
+
+def test_save_masks_writes_every_mask_and_they_score_as_the_rows_say(reported, dataset):
+    from segtool.evaluation.metrics import score_mask
+    from segtool.evaluation.protocol import iem_crop
+    from segtool.data.readers import open_dataset
+
+    rows = rows_of(reported)
+    reader = open_dataset(f"folder:{dataset}")
+    samples = {s.id: s for s in reader.samples()}
+    for row in rows:
+        path = reported / "masks" / reader.name / row["method"] / f"sigma-{float(row['noise']):g}" / f"{row['id']}.png"
+        mask = np.asarray(Image.open(path)) > 0
+        _, truth = iem_crop(*reader.load(samples[row["id"]]), 128, "bilinear")
+        assert score_mask(mask, truth).iou == pytest.approx(float(row["iou"]), abs=1e-6)
+
+
+def test_the_report_shows_tables_curves_and_the_best_median_and_worst_images(reported):
+    page = (reported / "report.html").read_text()
+    assert f"<h2>{rows_of(reported)[0]['dataset']} (12 images)</h2>" in page
+    assert page.count("<table>") >= 2 and "noise.png" in page
+    for method in ("colour", "ellipse"):
+        rows = [r for r in rows_of(reported) if r["method"] == method and float(r["noise"]) == 0]
+        worst = min(rows, key=lambda r: (float(r["iou"]), r["id"]))
+        best = max(rows, key=lambda r: (float(r["iou"]), r["id"]))
+        assert f"worst: IoU {100 * float(worst['iou']):.1f} ({worst['id']})" in page
+        assert f"best: IoU {100 * float(best['iou']):.1f} ({best['id']})" in page
+        strip = np.asarray(Image.open(reported / "report" / best["dataset"] / f"{method}-best.png"))
+        assert strip.shape[0] == 192 and strip.shape[1] == 3 * 192 + 8
+
+
+@pytest.mark.skipif(shutil.which("chromium") is None, reason="needs Debian's chromium (apt-get install chromium)")
+def test_the_report_renders_its_images_in_a_browser(reported):
+    result = subprocess.run(["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--allow-file-access-from-files",
+                             "--virtual-time-budget=5000", "--dump-dom", (reported / "report.html").as_uri()],
+                            capture_output=True, text=True, timeout=120)
+    images = (reported / "report.html").read_text().count("<img ")
+    assert f'data-images-loaded="{images}/{images}"' in result.stdout, result.stderr[-500:]
+
+
+def test_json_prints_the_summary_file(dataset, tmp_path, capsys):
+    code, out, _ = run_cli("eval", f"folder:{dataset}", "--methods", "ellipse", "--json", "--out", tmp_path / "run",
+                           capsys=capsys)
+    assert code == 0 and json.loads(out) == summary_of(tmp_path / "run")
+
+
+def test_boundary_f_counts_outline_pixels_within_two_pixels():
+    from segtool.evaluation.metrics import boundary_f
+
+    truth = np.zeros((60, 60), bool)
+    truth[10:50, 10:50] = True
+    assert boundary_f(truth, truth) == 1.0
+    near = np.roll(truth, 2, axis=1)       # every outline pixel within 2 px of the true one
+    far = np.roll(truth, 6, axis=1)        # the vertical edges 6 px away: only parts of the horizontal ones match
+    assert boundary_f(near, truth) == 1.0
+    assert 0.3 < boundary_f(far, truth) < 0.8
+    assert boundary_f(np.zeros_like(truth), truth) == 0.0
+    assert boundary_f(np.zeros_like(truth), np.zeros_like(truth)) == 1.0
+    full = np.ones_like(truth)             # the image's edge is no outline
+    assert boundary_f(full, full) == 1.0 and boundary_f(full, truth) == 0.0
+
+
+def test_the_native_protocol_scores_each_image_at_its_own_size(dataset, tmp_path, capsys):
+    code, _, err = run_cli("eval", f"folder:{dataset}", "--methods", "ellipse", "--protocol", "native",
+                           "--save-masks", "--out", tmp_path / "run", capsys=capsys)
+    assert code == 0 and "each image at its own size" in err
+    summary = summary_of(tmp_path / "run")
+    assert summary["protocol"]["name"] == "native" and summary["protocol"]["size"] is None
+    row = rows_of(tmp_path / "run")[0]
+    saved = Image.open(next((tmp_path / "run" / "masks").rglob(f"{row['id']}.png")))
+    assert saved.size == (64, 48)          # the image's own size, not the 128 crop
+    from segtool.evaluation.metrics import boundary_f
+
+    truth = np.asarray(Image.open(dataset / "masks" / f"{row['id']}.png")) > 127
+    assert float(row["boundary_f"]) == pytest.approx(boundary_f(np.asarray(saved) > 0, truth), abs=1e-6)
+    code, _, err = run_cli("eval", f"folder:{dataset}", "--methods", "ellipse", "--protocol", "crop",
+                           "--out", tmp_path / "bad", capsys=capsys)
+    assert code == 2 and "--protocol 'crop'" in err

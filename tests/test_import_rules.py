@@ -9,7 +9,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
-# layer -> the layers it may import (itself included). "base" = errors, params, settings, resources, yamltext.
+# layer -> the layers it may import (itself included). "base" = errors, params, settings, resources, yamltext,
+# locations.
 ALLOWED = {
     "base": {"base"},
     "io": {"base", "io"},
@@ -17,12 +18,14 @@ ALLOWED = {
     "pipeline": {"base", "io", "pipeline"},
     "training": {"base", "io", "training"},
     "evaluation": {"base", "io", "data", "pipeline", "evaluation"},
-    "segment": {"base", "io", "pipeline", "segment"},
+    "segment_files": {"base", "io", "pipeline", "segment_files"},
+    "serve": {"base", "io", "pipeline", "segment_files", "serve"},
     "analysis": {"base", "io", "data", "pipeline", "analysis"},
     "root": {"base", "pipeline", "root"},
-    "cli": {"base", "io", "data", "pipeline", "training", "evaluation", "segment", "analysis", "root", "cli"},
+    "cli": {"base", "io", "data", "pipeline", "training", "evaluation", "segment_files", "serve", "analysis", "root",
+            "cli"},
 }
-BASE = {"errors", "params", "settings", "resources", "yamltext"}
+BASE = {"errors", "params", "settings", "resources", "yamltext", "locations"}
 
 
 def layer(module: str) -> str:

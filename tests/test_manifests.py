@@ -445,5 +445,8 @@ def test_cli_verify_prints_problems_and_exits_1(good_root, tmp_path):
 def test_cli_errors_are_dataset_errors(tmp_path):
     result = CliRunner().invoke(data_app, ["fetch", "imagenet", "--data-root", str(tmp_path)])
     assert isinstance(result.exception, DatasetError)
-    missing_option = CliRunner().invoke(data_app, ["verify", "cub"])
-    assert missing_option.exit_code == 2
+    from segtool.locations import default_dataset_root
+
+    # Without --data-root, verify checks where `data fetch` puts the set (absent here: exit 1, saying where).
+    default_root = CliRunner().invoke(data_app, ["verify", "cub", "--no-progress"])
+    assert default_root.exit_code == 1 and str(default_dataset_root("cub200")) in default_root.output

@@ -312,10 +312,27 @@ def test_segment_parts_writes_a_part_map_and_overlay(folder, tiny_model, tmp_pat
     assert sum(result["part_sizes"].values()) == (h // 8) * (w // 8) and len(result["part_sizes"]) == 3
 
 
+def test_parts_are_output_kinds_of_segment_files_and_of_a_watched_folder(folder, tiny_model, tmp_path):
+    import segtool
+    from segtool.io.outputs import OutputDir
+    from segtool.segment_files import segment_files, watch_folder
+
+    segmenter = segtool.Segmenter("scvae", model=tiny_model).method
+    report = segment_files([str(folder / "img0.png")], segmenter, tmp_path / "one", parts=3, kinds=("parts",))
+    assert not report.failures and sorted(p.name for p in (tmp_path / "one").glob("*.png")) == ["img0_parts.png"]
+    with pytest.raises(ValueError, match="with parts"):
+        segment_files([str(folder / "img0.png")], segmenter, tmp_path / "two", parts=3, kinds=("mask",))
+    watched = watch_folder(folder, segmenter, OutputDir(tmp_path / "watched", [folder]), parts=2, interval=0.01,
+                           polls=3)
+    assert len(watched.results) == 5 and all(len(r["part_sizes"]) == 2 for r in watched.results)
+    assert len(list((tmp_path / "watched").glob("*_parts_overlay.png"))) == 5
+
+
 # -- option checks ---------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("argv", [["segment", "x.jpg", "--parts", "1"], ["recon", "x", "--size", "8"],
-                                  ["patches", "x", "--k", "1"], ["explore", "traverse", "x.jpg", "--range", "3:1"],
+@pytest.mark.parametrize("argv", [["segment", "x.jpg", "--parts", "1"], ["segment", "x.jpg", "--parts", "3", "--cutout"],
+                                  ["recon", "x", "--size", "8"], ["patches", "x", "--k", "1"],
+                                  ["explore", "traverse", "x.jpg", "--range", "3:1"],
                                   ["explore", "interpolate", "a.jpg", "b.jpg", "--steps", "1"]])
 def test_a_bad_option_is_refused_in_one_line_before_heavy_imports(argv):
     code = ("import sys\nfrom segtool.cli.app import main\ntry:\n    main(sys.argv[1:])\nexcept SystemExit as e:\n"

@@ -280,3 +280,23 @@ def test_seeded_grabcut_snaps_to_the_object_and_skips_noisy_images():
     assert iou(refined, disc) > iou(seed, disc) + 0.1
     noisy = add_gaussian_noise(image, 0.3, seed=0, index=0)
     assert np.array_equal(grabcut_from_mask(noisy, seed), seed)  # too noisy: the seed is kept
+
+
+# Edges mid-cell of an 8x8 grid over 128x128. The guided filter fits a linear model of the image in
+# each window, so it finds the edge wherever it falls in the cell; superpixel snapping averages the
+# bilinear map over each superpixel, so it finds the edge when the edge cells are mostly object
+# (20..100: cells 69% object) but not when they are mostly background (27..101: 31%).
+@pytest.mark.parametrize("method, lo, hi", [("guided", 27, 101), ("guided", 20, 100), ("superpixel", 20, 100)])
+def test_edge_aware_upsampling_moves_the_outline_onto_the_image_edge(method, lo, hi):
+    from segtool.pipeline.refine import upsample_mask
+    from segtool.evaluation.metrics import boundary_f
+
+    image = np.full((128, 128, 3), 40, np.uint8)
+    truth = np.zeros((128, 128), bool)
+    truth[lo:hi, lo:hi] = True
+    image[truth] = (220, 200, 60)
+    grid = truth.reshape(8, 16, 8, 16).mean(axis=(1, 3))
+    plain = upsample_mask(grid, 128, 128)
+    aware = upsample_mask(grid, 128, 128, image=image, method=method)
+    assert boundary_f(aware, truth) > boundary_f(plain, truth) + 0.1
+    assert (aware == truth).mean() > (plain == truth).mean()

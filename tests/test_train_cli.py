@@ -1,5 +1,6 @@
 """`segtool train`: dry runs describe the model, and every user mistake is one line, no traceback."""
 
+import json
 import re
 
 import pytest
@@ -101,7 +102,11 @@ def test_numbers_written_as_people_write_them(capsys, tmp_path):
                                             ("model.base_channels=4096", "parameters is above the limit"),
                                             ("train.seed=-1", "seed must be a whole number"),
                                             ("train.amp=abc", "amp must be true or false"),
-                                            ("data.root=123", "root must be text")])
+                                            ("data.root=123", "root must be text"),
+                                            ("train.num_workers=-1", "num_workers must be auto or a whole number"),
+                                            ("train.num_workers=many", "num_workers must be auto or a whole number"),
+                                            ("train.peak_flops=0", "peak_flops must be a FLOP/s figure > 0"),
+                                            ("meant_for=tpu", "meant_for must be gpu or cpu")])
 def test_values_of_the_wrong_type_are_named(capsys, tmp_path, override, hint):
     code, _, err = run(capsys, "small-cpu", "--dry-run", "--set", override)
     assert code == 2
@@ -180,7 +185,8 @@ def test_progress_display_is_closed_when_training_stops_early(tmp_path, monkeypa
 
     def interrupted_fit(self, resume=False):
         self.hooks.on_start({"parameters": {"total": 1}, "resumed_from": None, "device": "cpu", "world_size": 1,
-                             "amp": False, "start_step": 0, "total_steps": 5})
+                             "amp": False, "start_step": 0, "total_steps": 5, "num_workers": 0, "device_name": None,
+                             "flops_per_image": None, "peak_flops": None, "peak_flops_source": None})
         started.append(self.hooks)
         raise TrainingInterrupted(2, None)
 
@@ -190,3 +196,77 @@ def test_progress_display_is_closed_when_training_stops_early(tmp_path, monkeypa
     assert started and not started[0].progress.live.is_started
     shown, hidden = screen.getvalue().rfind("\x1b[?25h"), screen.getvalue().rfind("\x1b[?25l")
     assert hidden >= 0 and shown > hidden  # the cursor was hidden, then shown again
+
+
+GPU_RECIPES = ["imagenet", "imagenet-d4", "imagenet-d6", "imagenet-d8", "ffhq"]
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_shipped_recipes_say_which_machine_they_are_for(name):
+    recipe = load_recipe(name)
+    assert recipe.meant_for == ("gpu" if name in GPU_RECIPES else "cpu")
+    if name in GPU_RECIPES:
+        assert recipe.train.num_workers == "auto"  # not a fixed 8 that oversubscribes small machines
+
+
+def tiny_images(folder, count=6):
+    from PIL import Image
+
+    folder.mkdir()
+    for i in range(count):
+        Image.new("RGB", (24, 20), (40 * i, 90, 160)).save(folder / f"im{i}.png")
+    return folder
+
+
+@pytest.mark.parametrize("device, gpu_visible, why", [("auto", False, "no GPU is visible"),
+                                                      ("cpu", True, "--device cpu was asked for")])
+def test_a_gpu_recipe_on_a_cpu_is_refused_in_one_line(capsys, tmp_path, monkeypatch, device, gpu_visible, why):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: gpu_visible)
+    out = tmp_path / "run"
+    code, _, err = run(capsys, "imagenet", "--data-root", str(tiny_images(tmp_path / "images")), "--out", str(out),
+                       "--device", device)
+    assert code == 2
+    line = assert_one_line_error(err)
+    assert "recipe imagenet is meant for GPUs and " + why in line
+    for hint in ("small-cpu", "default-cpu", "--dry-run", "--allow-cpu"):
+        assert hint in line
+    assert not out.exists()  # refused before anything was read or written
+
+
+def test_allow_cpu_trains_a_gpu_recipe_and_reports_speed_from_the_first_step(capsys, tmp_path, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    torch.set_num_threads(1)
+    out = tmp_path / "run"
+    tiny = ["--set", "model.d=2", "--set", "model.base_channels=8", "--set", "model.max_channels=16",
+            "--set", "model.code_dim=16", "--set", "model.num_atoms=32", "--set", "model.lista_steps=4",
+            "--set", "train.resolution=16", "--set", "train.batch_size=2", "--set", "data.holdout=2",
+            "--set", "data.val_resolution=16", "--set", "train.num_workers=0"]
+    code, stdout, err = run(capsys, "imagenet", "--allow-cpu", "--data-root", str(tiny_images(tmp_path / "images")),
+                            "--out", str(out), "--max-steps", "2", *tiny)
+    assert code == 0, err
+    assert "final checkpoint:" in stdout
+    # imagenet logs every 50 steps; the first step is reported at once, with its rate.
+    assert re.search(r"^step 1: loss [\d.]+ .*\| [\d.]+ img/s \| 16px$", err, re.M), err
+    assert "MFU: not measured on cpu" in err
+    rows = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows if r.get("kind") != "checkpoint"] == [1, 2]
+
+
+def test_dry_run_of_a_gpu_recipe_needs_no_flag_on_a_cpu(capsys, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    code, out, _ = run(capsys, "imagenet", "--dry-run")
+    assert code == 0
+    assert re.search(r"auto \(\d+ here\) loader workers", out) and "GPUs" in out
+
+
+@pytest.mark.parametrize("info, expected", [
+    ({"device": "cuda:0", "flops_per_image": 1.1943e12, "peak_flops": 989e12, "peak_flops_source": "NVIDIA H200"},
+     "MFU: 1,194.3 GFLOP per image (forward + backward) against 989 TFLOP/s per GPU (NVIDIA H200)"),
+    ({"device": "cuda:0", "flops_per_image": None, "peak_flops": None, "peak_flops_source": "Tesla T4"},
+     "MFU: not measured, the peak FLOP/s of Tesla T4 is unknown: set train.peak_flops"),
+    ({"device": "cpu", "flops_per_image": None, "peak_flops": None, "peak_flops_source": None},
+     "MFU: not measured on cpu, only on a GPU; images/s only")])
+def test_the_start_of_a_run_says_what_mfu_is_measured_against(info, expected):
+    from segtool.cli.train import describe_utilisation
+
+    assert describe_utilisation(info) == expected

@@ -209,6 +209,89 @@ def test_ctrl_c_then_resume_is_bit_identical(tmp_path):
     assert_equal_weights(weights(full), weights(resumed))
 
 
+def test_the_first_step_is_logged_and_a_cpu_run_reports_no_mfu(tmp_path):
+    # log_every 5: without the first step, a slow model would show nothing for 5 steps.
+    hooks = Recorder()
+    Trainer(tiny_config(), train_config(max_steps=7, log_every=5), SyntheticImages(), tmp_path, hooks=hooks).fit()
+    steps, _ = log_rows(tmp_path)
+    assert [r["step"] for r in steps] == [1, 5, 7]
+    assert all(r["images_per_s"] > 0 for r in steps)
+    # On a CPU there is no peak to divide by: MFU and GPU memory are absent, not invented.
+    assert not any("mfu" in r or "gpu_memory_gib" in r for r in steps)
+    assert hooks.start["peak_flops"] is None and hooks.start["device_name"] is None
+    assert hooks.start["num_workers"] == 0
+
+
+def test_a_resumed_run_logs_its_own_first_step(tmp_path):
+    Trainer(tiny_config(), train_config(max_steps=3, log_every=5), SyntheticImages(), tmp_path).fit()
+    Trainer(tiny_config(), train_config(max_steps=12, log_every=5), SyntheticImages(), tmp_path).fit(resume=True)
+    steps, _ = log_rows(tmp_path)
+    assert [r["step"] for r in steps] == [1, 3, 4, 5, 10, 12]
+
+
+def test_flops_are_counted_without_touching_the_run():
+    from scvae.training.throughput import training_flops_per_image
+
+    model = scvae.SCVAE(tiny_config(dropout=0.1)).train()
+    rng_before = torch.get_rng_state()
+    at_16, at_32 = training_flops_per_image(model, 16), training_flops_per_image(model, 32)
+    # Dropout draws and gradients would change a resumed run's weights; the count must leave neither.
+    assert torch.equal(torch.get_rng_state(), rng_before)
+    assert all(p.grad is None for p in model.parameters())
+    assert at_16 > 0
+    # Convolutions dominate and scale with the pixels: twice the side, about four times the work.
+    assert 3.5 < at_32 / at_16 < 4.5, (at_16, at_32)
+
+
+@pytest.mark.parametrize("name, peak", [("NVIDIA H200", 989e12), ("NVIDIA H100 80GB HBM3", 989e12),
+                                        ("NVIDIA H100 PCIe", 756e12), ("NVIDIA A100-SXM4-80GB", 312e12),
+                                        ("NVIDIA L40S", 362e12), ("NVIDIA L4", 121e12), ("Tesla T4", None)])
+def test_peak_flops_of_known_gpus(name, peak):
+    from scvae.training.throughput import table_peak_flops
+
+    assert table_peak_flops(name) == peak
+
+
+def test_utilisation_is_achieved_over_peak():
+    from scvae.training.throughput import utilisation
+
+    # 1 TFLOP per image at 300 images/s on one 989 TFLOP/s GPU; the same rate over 8 GPUs.
+    assert utilisation(1e12, 300, 989e12) == pytest.approx(300 / 989)
+    assert utilisation(1e12, 300, 989e12, devices=8) == pytest.approx(300 / 989 / 8)
+
+
+@pytest.mark.parametrize("cores, per_node, workers", [(1, None, 0), (2, None, 1), (16, None, 8), (64, None, 8),
+                                                       (16, "8", 1), (16, "4", 3)])
+def test_auto_num_workers(monkeypatch, cores, per_node, workers):
+    from scvae.training.trainer import auto_num_workers, resolve_num_workers
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(cores)), raising=False)
+    if per_node:
+        monkeypatch.setenv("LOCAL_WORLD_SIZE", per_node)
+    else:
+        monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
+    assert auto_num_workers() == workers == resolve_num_workers("auto")
+    assert resolve_num_workers(3) == 3
+
+
+@pytest.mark.parametrize("value, accepted", [("auto", "auto"), (0, 0), (2.0, 2), (256, 256), (-1, None), (257, None),
+                                             (1.5, None), (True, None), ("eight", None), ("8", None)])
+def test_num_workers_is_auto_or_a_whole_number(value, accepted):
+    if accepted is None:
+        with pytest.raises(ValueError, match="num_workers must be auto or a whole number in 0..256"):
+            TrainConfig(num_workers=value)
+    else:
+        assert TrainConfig(num_workers=value).num_workers == accepted
+
+
+def test_too_many_workers_are_warned_about_once(tmp_path, recwarn):
+    # torch checks the worker count when the loader is built and again when it is iterated.
+    too_many = len(os.sched_getaffinity(0)) + 1
+    Trainer(tiny_config(), train_config(max_steps=1, num_workers=too_many), SyntheticImages(8), tmp_path).fit()
+    warned = [w for w in recwarn if "This DataLoader will create" in str(w.message)]
+    assert len(warned) == 1, [str(w.message) for w in recwarn]
+
+
 # -- subprocesses: the CLI, kills, torchrun -----------------------------------------------------
 
 def subprocess_env() -> dict:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
 import signal
 import time
 import warnings
@@ -69,8 +70,9 @@ class TrainConfig:
     val_batch_size: int = 16
     seed: int = 0
     amp: bool = True                    # bf16 autocast on CUDA (ignored on CPU)
-    num_workers: int = 0
+    num_workers: int | str = 0          # DataLoader worker processes per process, or "auto" (see auto_num_workers)
     deterministic: bool = False
+    peak_flops: float | None = None     # the GPU's peak FLOP/s for MFU, if not in throughput.PEAK_BF16_FLOPS
 
     def __post_init__(self) -> None:
         self.betas = tuple(float(b) for b in self.betas)
@@ -110,8 +112,15 @@ class TrainConfig:
             problems.append(f"val_batch_size must be in 1..65536, got {self.val_batch_size}")
         if not 0 <= self.seed < 2 ** 63:
             problems.append(f"seed must be a whole number in [0, 2^63), got {self.seed}")
-        if not 0 <= self.num_workers <= 256:
-            problems.append(f"num_workers must be in 0..256, got {self.num_workers}")
+        if self.num_workers != "auto":
+            whole = isinstance(self.num_workers, (int, float)) and not isinstance(self.num_workers, bool) \
+                and float(self.num_workers).is_integer()
+            if whole and 0 <= self.num_workers <= 256:
+                self.num_workers = int(self.num_workers)
+            else:
+                problems.append(f"num_workers must be auto or a whole number in 0..256, got {self.num_workers!r}")
+        if self.peak_flops is not None and not 0 < self.peak_flops < 1e21:
+            problems.append(f"peak_flops must be a FLOP/s figure > 0 (e.g. 989e12) or null, got {self.peak_flops}")
         if problems:
             raise ValueError("invalid training config: " + "; ".join(problems))
 
@@ -210,6 +219,35 @@ def _worker_ignores_stop_signals(worker_id: int) -> None:
         signal.signal(sig, signal.SIG_IGN)
 
 
+def auto_num_workers() -> int:
+    """DataLoader workers for `num_workers: auto`: this process's share of the cores it may run on,
+    less one for the training loop itself, at most 8 (more rarely help one GPU), at least 0.
+
+    The cores are those of the CPU affinity mask where the OS has one (a container or a Slurm
+    job often gets fewer than os.cpu_count() says); under torchrun the processes of one node
+    (LOCAL_WORLD_SIZE) share them.
+    """
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    per_process = cores // max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
+    return max(0, min(8, per_process - 1))
+
+
+def resolve_num_workers(setting: int | str) -> int:
+    return auto_num_workers() if setting == "auto" else int(setting)
+
+
+def training_loader(dataset: ImageDataset, sampler: StepBatchSampler, num_workers: int, seed: int,
+                    pin_memory: bool) -> DataLoader:
+    """The DataLoader of a training run (also what bench/data_loading.py measures).
+
+    It draws a base seed for its workers from its own generator, not from the global RNG: a
+    draw there would shift the dropout stream of a resumed run by one.
+    """
+    return DataLoader(dataset, batch_sampler=sampler, num_workers=num_workers, pin_memory=pin_memory,
+                      persistent_workers=False, generator=torch.Generator().manual_seed(seed),
+                      worker_init_fn=_worker_ignores_stop_signals if num_workers else None)
+
+
 class _StopFlag:
     """SIGINT/SIGTERM set a flag; the loop checkpoints and stops at the next step boundary.
     A second signal restores the default behaviour, so a stuck run can still be killed."""
@@ -235,6 +273,41 @@ class _StopFlag:
     def __exit__(self, *exc) -> None:
         for sig, prev in self._previous.items():
             signal.signal(sig, prev)
+
+
+class _SpeedMeter:
+    """MFU and peak memory for the log rows of a CUDA run; nothing on a CPU, where no peak is known.
+
+    FLOPs per image are counted once per training resolution, before the clock starts."""
+
+    def __init__(self, model: SCVAE, cfg: TrainConfig, env: DistEnv, start_step: int, total_steps: int):
+        from .throughput import table_peak_flops, training_flops_per_image
+
+        self.env = env
+        self.flops: dict[int, int] = {}
+        self.peak, source, name = None, None, None
+        if env.device.type == "cuda":
+            name = torch.cuda.get_device_name(env.device)
+            self.peak, source = (cfg.peak_flops, "train.peak_flops") if cfg.peak_flops else (table_peak_flops(name), name)
+            if self.peak is not None:
+                # The resolutions this run will train at: the one it starts at and any it switches to.
+                resolutions = {cfg.resolution_at(start_step)} | {cfg.resolution_at(s) for s, _ in cfg.resolution_schedule
+                                                                 if start_step <= s < total_steps}
+                self.flops = {r: training_flops_per_image(model, r) for r in sorted(resolutions)}
+            torch.cuda.reset_peak_memory_stats(env.device)
+        start_res = cfg.resolution_at(start_step)
+        self.info = {"flops_per_image": self.flops.get(start_res), "peak_flops": self.peak,
+                     "peak_flops_source": source, "device_name": name}
+
+    def measures(self, resolution: int, images_per_s: float) -> dict:
+        from .throughput import utilisation
+
+        if self.env.device.type != "cuda":
+            return {}
+        row = {"gpu_memory_gib": torch.cuda.max_memory_allocated(self.env.device) / 2 ** 30}
+        if resolution in self.flops:
+            row["mfu"] = utilisation(self.flops[resolution], images_per_s, self.peak, self.env.world_size)
+        return row
 
 
 class Trainer:
@@ -331,21 +404,18 @@ class Trainer:
 
             train_model = DistributedDataParallel(model, device_ids=[env.device.index] if env.device.type == "cuda" else None)
         sampler = StepBatchSampler(len(self.dataset), cfg.batch_size, env, cfg.seed, step, total, cfg.resolution_at)
-        # The loader draws a base seed for its workers from its own generator, not from the
-        # global RNG: a draw there would shift the dropout stream of a resumed run by one.
-        loader = DataLoader(self.dataset, batch_sampler=sampler, num_workers=cfg.num_workers,
-                            pin_memory=env.device.type == "cuda", persistent_workers=False,
-                            generator=torch.Generator().manual_seed(cfg.seed),
-                            worker_init_fn=_worker_ignores_stop_signals if cfg.num_workers else None)
+        num_workers = resolve_num_workers(cfg.num_workers)
         use_amp = cfg.amp and env.device.type == "cuda"
+        speed = _SpeedMeter(model, cfg, env, step, total) if env.is_main else None
 
         if env.is_main:
             self.hooks.on_start({"start_step": step, "total_steps": total, "world_size": env.world_size,
                                  "device": str(env.device), "resumed_from": str(resumed_from) if resumed_from else None,
                                  "parameters": model.num_parameters(), "steps_per_epoch": sampler.steps_per_epoch,
-                                 "amp": use_amp})
+                                 "amp": use_amp, "num_workers": num_workers, **speed.info})
         last_saved: Path | None = resumed_from
         last_saved_step = step
+        first_step = step + 1
         t_start = time.perf_counter()
         window_t, window_images = time.perf_counter(), 0
         model.train()
@@ -354,6 +424,10 @@ class Trainer:
             # the bucket only in the strides of its size-1 dimensions (same memory layout), and
             # DDP then warns on every rank of every CPU run.
             warnings.filterwarnings("ignore", message="Grad strides do not match bucket view strides")
+            # torch checks the worker count when the loader is built and again when it is iterated,
+            # from two places in its code, so the same advice would print twice.
+            warnings.filterwarnings("once", message="This DataLoader will create")
+            loader = training_loader(self.dataset, sampler, num_workers, cfg.seed, pin_memory=env.device.type == "cuda")
             for batch in loader:
                 x = batch.to(env.device, non_blocking=True)
                 with torch.autocast(device_type=env.device.type, dtype=torch.bfloat16, enabled=use_amp):
@@ -378,14 +452,17 @@ class Trainer:
                 step += 1
                 window_images += x.shape[0] * env.world_size
 
-                if env.is_main and (step % cfg.log_every == 0 or step == total):
+                # The first step is logged too: a slow model must not leave the user without a
+                # number for log_every steps (its rate includes the loader's start-up).
+                if env.is_main and (step % cfg.log_every == 0 or step == total or step == first_step):
                     now = time.perf_counter()
+                    images_per_s = window_images / max(1e-9, now - window_t)
                     metrics = {"step": step, "epoch": step / sampler.steps_per_epoch, "loss": float(flags[0]),
                                "recon": float(flags[1]), "latent": float(flags[2]), "l1": float(flags[3]),
                                "grad_norm": float(flags[4]), "lr": scheduler.get_last_lr()[0],
-                               "images_per_s": window_images / max(1e-9, now - window_t), "resolution": x.shape[-1],
+                               "images_per_s": images_per_s, "resolution": x.shape[-1],
                                "active": active_fraction(out.codes),
-                               "elapsed_s": elapsed_before + now - t_start}
+                               "elapsed_s": elapsed_before + now - t_start, **speed.measures(x.shape[-1], images_per_s)}
                     self._log(metrics)
                     self.hooks.on_step(step, metrics)
                     window_t, window_images = now, 0

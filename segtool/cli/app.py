@@ -13,6 +13,8 @@ from typing import List, Optional
 
 import typer
 
+from segtool.locations import CACHE_ROOT_TEXT
+
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   context_settings={"help_option_names": ["-h", "--help"]},
                   help="Unsupervised image segmentation with an SC-VAE backbone.")
@@ -49,21 +51,35 @@ def segment(
     refine: Optional[str] = typer.Option(None, "--refine", help="Refinement at full resolution: none (the default) | grabcut."),
     rule: Optional[str] = typer.Option(None, "--rule", help="Foreground rule: scored (the default) | simple | geodesic; the last two need no learnt weights."),
     model: Optional[str] = typer.Option(None, "--model", help="A shipped model name or a checkpoint path (default: the shipped model)."),
-    out: Path = typer.Option(Path("segtool-out"), "--out", "-o", help="Output folder for <stem>_mask/_overlay/_clusters.png."),
+    out: Path = typer.Option(Path("segtool-out"), "--out", "-o", help="Output folder for <stem>_mask/_overlay/_clusters.png; "
+                             "'-' writes the mask PNG (the cut-out with --cutout) of one image to standard output."),
+    only_mask: bool = typer.Option(False, "--only-mask", help="Write only <stem>_mask.png."),
+    cutout: bool = typer.Option(False, "--cutout", help="Also write <stem>_cutout.png: the image as RGBA, background transparent."),
+    watch: bool = typer.Option(False, "--watch", help="Segment the images of one folder that have no outputs yet, then each "
+                               "new or changed image as it lands, until Ctrl-C."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar and no summary; failures are still reported."),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="A line per image: name, foreground %, seconds, mask file."),
     json_: bool = typer.Option(False, "--json", help="Print per-image results as JSON on stdout."),
     device: str = typer.Option("auto", "--device", help="auto | cpu | cuda"),
     max_pixels: int = typer.Option(100_000_000, "--max-pixels", min=1, help="Refuse images with more pixels (decompression bombs)."),
     batch_size: int = typer.Option(8, "--batch-size", min=1, help="Images encoded together."),
+    cache: Optional[bool] = typer.Option(None, "--cache/--no-cache", show_default="off; on with --cache-dir",
+                                         help="Cache codes on disk (keyed by model and image): rerunning on the same "
+                                              "images skips the model."),
+    cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", show_default=CACHE_ROOT_TEXT,
+                                             help="Cache root; codes go under PATH/codes/."),
     parts: Optional[int] = typer.Option(None, "--parts", help="Instead of a mask: N regions from one K-means on the codes "
                                         "(+ colour and position, as the pipeline clusters), no foreground choice; writes "
-                                        "<stem>_parts.png and _parts_overlay.png. (_clusters.png shows the clustering the "
+                                        "<stem>_parts.png and _parts_overlay.png (--out -: the part map of one image). (_clusters.png shows the clustering the "
                                         "mask was chosen from, background clusters darkened.)"),
 ):
     """Segment images: writes a 0/255 mask, an overlay and a cluster map per image."""
     from segtool.cli.segment import run_segment
 
     code = run_segment(paths, k=k, method=method, refine=refine, rule=rule, model=model, out=out, as_json=json_, device=device,
-                       max_pixels=max_pixels, batch_size=batch_size, parts=parts)
+                       max_pixels=max_pixels, batch_size=batch_size, only_mask=only_mask, cutout=cutout, quiet=quiet,
+                       verbose=verbose, watch=watch, cache=cache, cache_dir=cache_dir,
+                       parts=parts)
     raise typer.Exit(code)
 
 
@@ -88,19 +104,42 @@ def eval_(
                                                        "chosen and scorers fit) | held-out (the other two thirds)."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output folder (default: a new folder under segtool-out/)."),
     resume: bool = typer.Option(False, "--resume", help="Skip images already in --out's results.csv."),
+    protocol: str = typer.Option("iem", "--protocol", help="iem (the default: short side to 128, centre 128x128 crop, "
+                                 "as published tables) | native (each image and mask at its own size, no resize or crop)."),
     image_resize: str = typer.Option("bilinear", "--image-resize", help="bilinear (default) | nearest (the IEM reference code)."),
     model: Optional[str] = typer.Option(None, "--model", help="A shipped model name or a checkpoint path."),
     device: str = typer.Option("auto", "--device", help="auto | cpu | cuda"),
     batch_size: int = typer.Option(32, "--batch-size", min=1, help="Images per batch."),
     seed: int = typer.Option(0, "--seed", help="Seed of the noise."),
     cache: bool = typer.Option(True, "--cache/--no-cache", help="Cache codes on disk (keyed by model, image, noise)."),
+    shard: Optional[str] = typer.Option(None, "--shard", help="I/N: only every N-th image from the I-th (0 <= I < N), "
+                                        "written to OUT/shard-I-of-N; 'auto' takes I/N from torchrun's RANK/WORLD_SIZE. "
+                                        "Combine the shards with 'segtool eval-merge'."),
+    report: bool = typer.Option(False, "--report", help="Also write OUT/report.html: the tables, the noise curves, and "
+                                "each method's best, median and worst image (image, truth, mask)."),
+    save_masks: bool = typer.Option(False, "--save-masks", help="Save every mask as OUT/masks/<set>/<method>/sigma-<s>/<id>.png."),
+    json_: bool = typer.Option(False, "--json", help="Print the summary as JSON on stdout instead of the tables."),
+    cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", show_default=CACHE_ROOT_TEXT,
+                                             help="Cache root; codes go under PATH/codes/."),
 ):
     """Evaluate on a benchmark with the IEM protocol: strict and IEM IoU/DICE per method and noise level."""
     from segtool.cli.eval import run_eval_command
 
     run_eval_command(datasets, data_root=data_root, k=k, method=method, refine=refine, rule=rule, methods=methods, compare=compare,
                      noise=noise, limit=limit, stride=stride, out=out, resume=resume, image_resize=image_resize, model=model,
-                     device=device, batch_size=batch_size, seed=seed, cache=cache, subset=subset)
+                     device=device, batch_size=batch_size, seed=seed, cache=cache, cache_dir=cache_dir, subset=subset, shard=shard,
+                     report=report, save_masks=save_masks, as_json=json_, protocol=protocol)
+
+
+@app.command("eval-merge")
+def eval_merge(
+    folders: List[Path] = typer.Argument(..., help="The output folders of every shard of one 'segtool eval --shard I/N' run."),
+    out: Path = typer.Option(..., "--out", "-o", help="Folder for the merged results.csv, run.json and summary.json."),
+):
+    """Merge the shards of one eval run into the results.csv and summary.json the unsharded run gives."""
+    from segtool.cli.eval import run_merge_command
+
+    run_merge_command(list(folders), out)
 
 
 @app.command()
@@ -113,12 +152,13 @@ def train(
     resume: bool = typer.Option(False, "--resume", help="Continue from the newest checkpoint in the run directory."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Show the model, parameter counts and settings; train nothing."),
     device: str = typer.Option("auto", "--device", help="auto | cpu | cuda"),
+    allow_cpu: bool = typer.Option(False, "--allow-cpu", help="Train a recipe meant for GPUs (meant_for: gpu) on the CPU anyway."),
 ):
     """Train an SC-VAE from a recipe, on CPU, one GPU, or many under torchrun."""
     from segtool.cli.train import run_training
 
     path = run_training(recipe, list(set_), str(data_root) if data_root else None, str(out) if out else None,
-                        max_steps, resume, dry_run, device)
+                        max_steps, resume, dry_run, device, allow_cpu=allow_cpu)
     if path is not None:
         typer.echo(f"final checkpoint: {path}")
 
@@ -166,6 +206,32 @@ def patches(
 
     run_patches(folder, k=k, per_cluster=per_cluster, limit=limit, out=out, model=model, device=device,
                 batch_size=batch_size, seed=seed)
+
+
+@app.command()
+def serve(
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on: 127.0.0.1 is this machine only; "
+                                                         "0.0.0.0 every interface (no authentication!)."),
+    port: int = typer.Option(7860, "--port", min=0, max=65535, help="Port to listen on (0: any free port, printed)."),
+    workers: int = typer.Option(1, "--workers", min=1, max=64, help="Segmentations run at the same time."),
+    queue: int = typer.Option(8, "--queue", min=0, max=10_000, help="Requests that may wait for a free worker; "
+                                                                    "more are answered 503 with a Retry-After."),
+    queue_wait: float = typer.Option(10.0, "--queue-wait", help="Seconds a request waits for a worker before 503."),
+    max_upload_mb: float = typer.Option(20.0, "--max-upload-mb", help="Larger uploads are answered 413."),
+    max_pixels: int = typer.Option(100_000_000, "--max-pixels", min=1, help="Refuse images with more pixels "
+                                                                           "(decompression bombs)."),
+    method: str = typer.Option("scvae", "--method", help="The segmentation method of the registry, with optional "
+                                                         "settings: scvae, colour-pipeline, scvae\\[k=3], ..."),
+    model: Optional[str] = typer.Option(None, "--model", help="A shipped model name or a checkpoint path "
+                                                              "(default: the shipped model)."),
+    device: str = typer.Option("auto", "--device", help="auto | cpu | cuda"),
+):
+    """Serve a local HTTP API (POST /segment, GET /health) and a page to drop images on."""
+    from segtool.cli.serve import run_serve
+
+    raise typer.Exit(run_serve(host=host, port=port, workers=workers, queue=queue, queue_wait=queue_wait,
+                               max_upload_mb=max_upload_mb, max_pixels=max_pixels, method=method, model=model,
+                               device=device))
 
 
 # Expected failures and their exit codes (-1: the error's own); anything else is a bug and keeps its

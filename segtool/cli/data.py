@@ -6,10 +6,12 @@ Only typer is imported at module level: `segtool --help` must not pay for yaml o
 from __future__ import annotations
 
 from contextlib import contextmanager
-
 from pathlib import Path
+from typing import Optional
 
 import typer
+
+from segtool.locations import DATA_ROOT_TEXT
 
 data_app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                        help="Benchmark datasets: list, describe, verify, fetch.")
@@ -76,7 +78,9 @@ def info(name: str = typer.Argument(..., help="A dataset name (flowers102, cub20
     console.print(f"[bold]{manifest.title}[/bold]  ({', '.join(manifest.names)})")
     console.print(f"homepage: {manifest.homepage}")
     if manifest.eval_dataset:
-        console.print(f"evaluate: segtool eval {manifest.eval_dataset} --data-root DIR")
+        console.print(f"evaluate: segtool eval {manifest.eval_dataset} (or {manifest.name}): the copy `segtool data fetch "
+                      f"{manifest.name}` puts in {_root_or_default(None, manifest)}, or --data-root DIR", highlight=False,
+                      markup=False, soft_wrap=True)
     console.print(f"licence:  {manifest.licence.strip()}")
 
     console.print("[bold]files[/bold]:")
@@ -130,22 +134,35 @@ def _verify_and_report(manifest, data_root: Path, progress: bool) -> None:
         raise typer.Exit(1)
 
 
+# Where `fetch` puts a dataset when no root is given, and where `verify` and `segtool eval` look for it.
+DEFAULT_ROOT_TEXT = f"({DATA_ROOT_TEXT})/<name>, e.g. ~/.cache/segtool/data/cub200"
+
+
+def _root_or_default(data_root: Optional[Path], manifest) -> Path:
+    from segtool.locations import default_dataset_root
+
+    return data_root if data_root is not None else default_dataset_root(manifest.name)
+
+
 @data_app.command()
 def verify(
     name: str = typer.Argument(..., help="A dataset name or alias."),
-    data_root: Path = typer.Option(..., "--data-root", help="The folder holding the dataset."),
+    data_root: Optional[Path] = typer.Option(None, "--data-root", show_default=DEFAULT_ROOT_TEXT,
+                                             help="The folder holding the dataset."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a bar while checksumming large files."),
 ) -> None:
     """Check a local copy: files, checksums, layout, counts, split lists. Exit 1 on any problem."""
     from segtool.data.manifests import load_manifest
 
-    _verify_and_report(load_manifest(name), data_root, progress)
+    manifest = load_manifest(name)
+    _verify_and_report(manifest, _root_or_default(data_root, manifest), progress)
 
 
 @data_app.command()
 def fetch(
     name: str = typer.Argument(..., help="A dataset name or alias."),
-    data_root: Path = typer.Option(..., "--data-root", help="Where to download and unpack the files."),
+    data_root: Optional[Path] = typer.Option(None, "--data-root", show_default=DEFAULT_ROOT_TEXT,
+                                             help="Where to download and unpack the files."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show download progress bars."),
 ) -> None:
     """Download the public files of a dataset, check their checksums, unpack, then verify."""
@@ -153,6 +170,7 @@ def fetch(
     from segtool.data.manifests import load_manifest
 
     manifest = load_manifest(name)
+    data_root = _root_or_default(data_root, manifest)
     with _bytes_progress(progress) as bar:
         paths = fetch_files(manifest, data_root, progress=bar)
     for path in paths:

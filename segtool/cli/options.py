@@ -52,3 +52,43 @@ def check_device(device: str) -> str:
         return check_device_name(device)
     except DeviceError as exc:
         raise UsageError(f"--{exc}") from None
+
+
+def parse_shard(text: str | None, environ=None) -> tuple[int, int]:
+    """--shard 'I/N' (0 <= I < N: every N-th image from the I-th) -> (I, N); 'auto' takes I and N
+    from torchrun's RANK and WORLD_SIZE, so one command line serves every process it launches."""
+    import os
+
+    if text is None:
+        return 0, 1
+    if text == "auto":
+        env = os.environ if environ is None else environ
+        if "RANK" not in env or "WORLD_SIZE" not in env:
+            raise UsageError("--shard auto: RANK and WORLD_SIZE are not set (run under torchrun, or give --shard I/N)")
+        text = f"{env['RANK']}/{env['WORLD_SIZE']}"
+    first, sep, count = text.partition("/")
+    try:
+        i, n = int(first), int(count)
+    except ValueError:
+        i = n = -1
+    if not sep or n < 1 or not 0 <= i < n:
+        raise UsageError(f"--shard {text!r}: give I/N with 0 <= I < N, e.g. --shard 0/4 ... --shard 3/4 (or auto)")
+    return i, n
+
+
+def check_cache_dir(path) -> None:
+    """--cache-dir: a folder segtool can create and write to (None: the default, checked when used)."""
+    import os
+    from pathlib import Path
+
+    if path is None:
+        return
+    folder = Path(path).expanduser()
+    if folder.exists() and not folder.is_dir():
+        raise UsageError(f"--cache-dir {path}: is a file; give a folder")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"--cache-dir {path}: cannot create it ({exc.strerror or exc})") from None
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise UsageError(f"--cache-dir {path}: not writable; choose another folder")

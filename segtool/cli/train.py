@@ -46,10 +46,27 @@ def print_dry_run(recipe: Recipe) -> None:
     length = f"{t.max_steps} steps" if t.max_steps else f"{t.epochs} epochs"
     table.add_row("training", f"{length}, batch {t.batch_size} per process, lr {t.lr} ({t.schedule}), "
                   f"betas {list(t.betas)}, grad clip {t.grad_clip}")
+    workers = t.num_workers
+    if workers == "auto":
+        from scvae.training.trainer import auto_num_workers
+
+        workers = f"auto ({auto_num_workers()} here)"
     table.add_row("data", f"{recipe.data.source} {recipe.data.root or recipe.data.name or '(--data-root)'}, "
-                  f"holdout {recipe.data.holdout}")
+                  f"holdout {recipe.data.holdout}, {workers} loader workers")
+    if recipe.meant_for:
+        table.add_row("meant for", f"{recipe.meant_for.upper()}s")
     table.add_row("out", recipe.out)
     Console().print(table)
+
+
+def describe_utilisation(info: dict) -> str:
+    """One line on what the MFU figures will be measured against, or why there are none."""
+    if info["peak_flops"] is not None:
+        return (f"MFU: {info['flops_per_image'] / 1e9:,.1f} GFLOP per image (forward + backward) against "
+                f"{info['peak_flops'] / 1e12:,.0f} TFLOP/s per GPU ({info['peak_flops_source']})")
+    if info["peak_flops_source"] is not None:
+        return f"MFU: not measured, the peak FLOP/s of {info['peak_flops_source']} is unknown: set train.peak_flops"
+    return f"MFU: not measured on {info['device']}, only on a GPU; images/s only"
 
 
 class RichHooks:
@@ -68,15 +85,19 @@ class RichHooks:
     def on_start(self, info: dict) -> None:
         p = info["parameters"]["total"]
         resumed = f", resumed from {info['resumed_from']}" if info["resumed_from"] else ""
-        console.print(f"training {p:,} parameters on {info['device']} x {info['world_size']} "
-                      f"(bf16 autocast: {info['amp']}), steps {info['start_step']} -> {info['total_steps']}{resumed}")
+        named = f" ({info['device_name']})" if info.get("device_name") else ""
+        console.print(f"training {p:,} parameters on {info['device']}{named} x {info['world_size']} "
+                      f"(bf16 autocast: {info['amp']}, {info['num_workers']} loader workers), "
+                      f"steps {info['start_step']} -> {info['total_steps']}{resumed}")
+        console.print(describe_utilisation(info))
         self.progress.start()
         self.task = self.progress.add_task("train", total=info["total_steps"], completed=info["start_step"], stats="")
 
     def on_step(self, step: int, metrics: dict) -> None:
         if "images_per_s" in metrics:
+            mfu = f" | MFU {100 * metrics['mfu']:.1f}%" if "mfu" in metrics else ""
             stats = (f"loss {metrics['loss']:.4f} recon {metrics['recon']:.4f} latent {metrics['latent']:.4f} "
-                     f"| {metrics['images_per_s']:.1f} img/s | {metrics['resolution']}px")
+                     f"| {metrics['images_per_s']:.1f} img/s{mfu} | {metrics['resolution']}px")
             self.progress.update(self.task, completed=step, stats=stats)
             if not self.interactive and time.monotonic() - self.last_print > 30:
                 console.print(f"step {step}: {stats}")
@@ -95,8 +116,27 @@ class RichHooks:
         self.progress.stop()
 
 
+def refuse_gpu_recipe_on_cpu(recipe: Recipe, device: str) -> None:
+    """A recipe sized for GPUs would crawl on a CPU (the paper's 43M model: about 0.09 images/s on
+    2 cores) without a word; say so and name what to do instead, before any data is read."""
+    if recipe.meant_for != "gpu" or device.startswith("cuda"):
+        return  # a cuda device that is not there is refused by scvae.devices, naming --device
+    import torch
+
+    if device == "auto" and torch.cuda.is_available():
+        return
+    from segtool.errors import UsageError
+    from segtool.training.recipe import recipes_meant_for
+
+    why = "--device cpu was asked for" if device == "cpu" else "no GPU is visible"
+    *others, last = recipes_meant_for("cpu") or ["small-cpu"]
+    choices = f"{', '.join(others)} or {last}" if others else last
+    raise UsageError(f"recipe {recipe.name} is meant for GPUs and {why}; on a CPU train {choices}, "
+                     f"look at this one with --dry-run, or pass --allow-cpu to train it here anyway")
+
+
 def run_training(recipe_ref: str, overrides: list[str], data_root: str | None, out: str | None, max_steps: int | None,
-                 resume: bool, dry_run: bool, device: str) -> Path | None:
+                 resume: bool, dry_run: bool, device: str, allow_cpu: bool = False) -> Path | None:
     if data_root is not None:
         overrides = [*overrides, f"data.root={json.dumps(str(data_root))}"]
     if max_steps is not None:
@@ -107,6 +147,8 @@ def run_training(recipe_ref: str, overrides: list[str], data_root: str | None, o
         if rank == 0:
             print_dry_run(recipe)
         return None
+    if not allow_cpu:
+        refuse_gpu_recipe_on_cpu(recipe, device)
 
     from scvae.training.trainer import Trainer
 

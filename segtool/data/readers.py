@@ -19,8 +19,12 @@ import numpy as np
 
 from segtool.errors import InputError, UsageError
 from segtool.io.images import IMAGE_SUFFIXES
+from segtool.locations import default_dataset_root
 
 DATASET_NAMES = ("flowers", "cub", "isic", "folder:PATH")
+# Each benchmark's manifest name (`segtool data list`), accepted wherever its short name is: results
+# always carry the short name, so `cub` and `cub200` runs compare.
+MANIFEST_NAMES = {"flowers": "flowers102", "cub": "cub200", "isic": "isic2016"}
 
 FLOWERS_SHIPPED_IDS = "flowers102_iem_test_ids.txt"
 CUB_SHIPPED_SPLIT = "cub_train_val_test_split.txt"
@@ -321,11 +325,29 @@ DATA_ROOT_HINTS = {
 
 class DatasetSpecError(UsageError):
     """A dataset name that is not known, or a benchmark named without its data root: the request
-    must change (what is found on disk is a DatasetError)."""
+    must change (what is found on disk is a DatasetError). `dataset` is the benchmark's name."""
 
-    def __init__(self, message: str, missing_root: bool = False):
+    def __init__(self, message: str, missing_root: bool = False, dataset: str | None = None):
         super().__init__(message)
         self.missing_root = missing_root
+        self.dataset = dataset
+
+
+def benchmark_name(spec: str) -> str | None:
+    """The short name of a benchmark given by its short or manifest name (cub200 -> cub); None
+    for anything else."""
+    name = spec.strip().lower()
+    by_manifest = {manifest: short for short, manifest in MANIFEST_NAMES.items()}
+    name = by_manifest.get(name, name)
+    return name if name in READERS else None
+
+
+def data_root_of(name: str, data_root: str | os.PathLike | None) -> Path | None:
+    """The given root, else the default copy (where `data fetch` puts it) when there is one."""
+    if data_root is not None:
+        return Path(data_root)
+    default = default_dataset_root(MANIFEST_NAMES[name])
+    return default if default.is_dir() else None
 
 
 def check_dataset_spec(spec: str, data_root: str | os.PathLike | None = None) -> None:
@@ -335,17 +357,21 @@ def check_dataset_spec(spec: str, data_root: str | os.PathLike | None = None) ->
         if not spec[len("folder:"):]:
             raise DatasetSpecError("folder: needs a path, e.g. folder:my_photos (with images/ and masks/ inside)")
         return
-    name = spec.lower()
-    if name not in READERS:
-        raise DatasetSpecError(f"unknown dataset {spec!r}: expected one of {', '.join(DATASET_NAMES)}")
-    if data_root is None:
-        raise DatasetSpecError(f"{name}: no data root given; it is {DATA_ROOT_HINTS[name]}", missing_root=True)
+    name = benchmark_name(spec)
+    if name is None:
+        known = ", ".join(f"{short} ({manifest})" for short, manifest in MANIFEST_NAMES.items())
+        raise DatasetSpecError(f"unknown dataset {spec!r}: expected one of {known}, folder:PATH")
+    if data_root_of(name, data_root) is None:
+        raise DatasetSpecError(f"{name}: no data root given and no copy in {default_dataset_root(MANIFEST_NAMES[name])}; "
+                               f"it is {DATA_ROOT_HINTS[name]}", missing_root=True, dataset=name)
 
 
 def open_dataset(spec: str, data_root: str | os.PathLike | None = None) -> DatasetReader:
-    """A reader for "flowers", "cub", "isic" (under `data_root`) or "folder:PATH" (PATH as given)."""
+    """A reader for "flowers", "cub", "isic" (or flowers102, cub200, isic2016) under `data_root`
+    (default: the copy `data fetch` made), or "folder:PATH" (PATH as given)."""
     check_dataset_spec(spec, data_root)
     spec = spec.strip()
     if spec.lower().startswith("folder:"):
         return FolderReader(spec[len("folder:"):])
-    return READERS[spec.lower()](data_root)
+    name = benchmark_name(spec)
+    return READERS[name](data_root_of(name, data_root))

@@ -18,13 +18,21 @@ from typing import Iterable
 
 from segtool.errors import InputError, UsageError
 
-RESULT_FIELDS = ["dataset", "method", "noise", "index", "id", "iou", "dice", "iem_iou", "iem_dice", "inverse_better",
+RESULT_FIELDS = ["dataset", "method", "noise", "index", "id", "iou", "dice", "iem_iou", "iem_dice", "boundary_f",
+                 "inverse_better",
                  "foreground_fraction", "truth_fraction", "seconds"]
-SCORE_FIELDS = ("iou", "dice", "iem_iou", "iem_dice", "foreground_fraction", "truth_fraction")
+SCORE_FIELDS = ("iou", "dice", "iem_iou", "iem_dice", "boundary_f", "foreground_fraction", "truth_fraction")
 RUN_RECORD = "run.json"
 # Settings that change what a row holds: a resumed run must keep them.
-FIXED_SETTINGS = ("format_version", "seed", "size", "image_resize", "stride")
+FIXED_SETTINGS = ("format_version", "seed", "protocol", "size", "image_resize", "stride")
 OWN_FILES = ("results.csv", "summary.json", RUN_RECORD)
+
+
+def safe_name(label: str) -> str:
+    """A set, method or image name as a file or folder name: 'scvae[k=3]' -> 'scvae_k=3_'."""
+    import re
+
+    return re.sub(r"[^A-Za-z0-9._=-]", "_", label).lstrip(".") or "_"
 
 
 class ResultsFileError(InputError):
@@ -155,6 +163,8 @@ def merge_run_record(out: Path, record: dict) -> dict:
     if before is None:
         return record
     changed = [f"{key} {before[key]!r} -> {record[key]!r}" for key in FIXED_SETTINGS if before[key] != record[key]]
+    if before.get("shard", [0, 1]) != record["shard"]:
+        changed.append(f"shard {before.get('shard', [0, 1])} -> {record['shard']}")
     for label, settings in record["methods"].items():
         if label in before["methods"] and before["methods"][label] != settings:
             changed.append(f"the settings of method {label}")

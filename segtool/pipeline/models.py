@@ -12,6 +12,13 @@ def resolve_device(device: str) -> str:
     return str(pick_device(device))
 
 
+def model_label(model: str | None) -> str:
+    """The name of the model `load_extractor(model)` loads: the one given, or the shipped default."""
+    import scvae
+
+    return model or scvae.DEFAULT_MODEL
+
+
 class MissingDefaultModel(SegtoolError):
     """No model was named and the shipped default is not installed."""
 
@@ -28,13 +35,16 @@ def load_model(model: str | None = None, device: str = "auto"):
     return scvae.load(model or scvae.DEFAULT_MODEL, device=resolve_device(device))
 
 
-def load_extractor(model: str | None = None, device: str = "auto", batch_size: int = 16, cache: bool = False):
-    """A CodeExtractor around the named or shipped model (CheckpointError if it cannot load)."""
-    from segtool.pipeline.extract import CodeExtractor, default_cache_dir
+def load_extractor(model: str | None = None, device: str = "auto", batch_size: int = 16, cache: bool = False,
+                   cache_dir: str | None = None):
+    """A CodeExtractor around the named or shipped model (CheckpointError if it cannot load).
+    With `cache`, codes are kept under `cache_dir`/codes (the default cache root when None)."""
+    from segtool.locations import codes_cache_dir
+    from segtool.pipeline.extract import CodeExtractor
 
     dev = resolve_device(device)
     net = load_model(model, dev)
-    return CodeExtractor(net, device=dev, batch_size=batch_size, cache_dir=default_cache_dir() if cache else None)
+    return CodeExtractor(net, device=dev, batch_size=batch_size, cache_dir=codes_cache_dir(cache_dir) if cache else None)
 
 
 class LazyExtractor:

@@ -4,17 +4,75 @@ from __future__ import annotations
 
 import numpy as np
 
-from segtool.settings import REFINEMENTS
+from segtool.settings import REFINEMENTS, UPSAMPLINGS
 
 
-
-def upsample_mask(grid_mask: np.ndarray, height: int, width: int) -> np.ndarray:
-    """Bilinear upsampling of a 0/1 (or vote-fraction) grid, thresholded at 1/2: smooth edges
-    instead of blocks, and a majority where several clusterings voted."""
+def soft_upsample(grid_mask: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Bilinear upsampling of a 0/1 (or vote-fraction) grid to [height, width] floats."""
     import cv2
 
-    soft = cv2.resize(grid_mask.astype(np.float32), (width, height), interpolation=cv2.INTER_LINEAR)
-    return soft > 0.5 - 1e-6
+    return cv2.resize(grid_mask.astype(np.float32), (width, height), interpolation=cv2.INTER_LINEAR)
+
+
+def upsample_mask(grid_mask: np.ndarray, height: int, width: int, image: np.ndarray | None = None,
+                  method: str = "bilinear") -> np.ndarray:
+    """The grid's decision at the image's resolution, thresholded at 1/2 (a majority where several
+    clusterings voted).
+
+    bilinear:   smooth edges instead of blocks, but they follow the grid, not the image.
+    guided:     the bilinear map passed through a guided filter (He et al. 2010) with the image
+                as guide: inside a window the output is a linear function of the image, so the
+                1/2 crossing moves onto the image's own edges within about one grid cell.
+    superpixel: each SLIC superpixel of the image takes the mean of the bilinear map over it:
+                the mask's outline becomes superpixel outlines.
+    """
+    soft = soft_upsample(grid_mask, height, width)
+    if method == "bilinear" or image is None:
+        return soft > 0.5 - 1e-6
+    cell = max(height / grid_mask.shape[0], width / grid_mask.shape[1])
+    if method == "guided":
+        return guided_filter(image, soft, radius=max(2, int(round(cell))), eps=1e-3) > 0.5
+    if method == "superpixel":
+        return superpixel_snap(image, soft, cell) > 0.5
+    raise ValueError(f"unknown upsampling {method!r}; choose one of {', '.join(UPSAMPLINGS)}")
+
+
+def guided_filter(image: np.ndarray, p: np.ndarray, radius: int, eps: float) -> np.ndarray:
+    """The colour guided filter of He, Sun and Tang (ECCV 2010 / TPAMI 2013) with box windows of
+    side 2 * radius + 1; `image` uint8 RGB is the guide (scaled to [0, 1]), `p` the input map."""
+    import cv2
+
+    size = (2 * radius + 1, 2 * radius + 1)
+
+    def box(x: np.ndarray) -> np.ndarray:
+        return cv2.boxFilter(x, cv2.CV_64F, size, borderType=cv2.BORDER_REFLECT)
+
+    guide = image[..., :3].astype(np.float64) / 255.0
+    p = p.astype(np.float64)
+    mean_i = np.stack([box(guide[..., c]) for c in range(3)], axis=-1)
+    mean_p = box(p)
+    cov_ip = np.stack([box(guide[..., c] * p) for c in range(3)], axis=-1) - mean_i * mean_p[..., None]
+    var = np.empty(guide.shape[:2] + (3, 3))
+    for a in range(3):
+        for b in range(a, 3):
+            var[..., a, b] = var[..., b, a] = box(guide[..., a] * guide[..., b]) - mean_i[..., a] * mean_i[..., b]
+    var += eps * np.eye(3)
+    a = np.linalg.solve(var, cov_ip[..., None])[..., 0]           # per-pixel 3x3 systems
+    b = mean_p - np.einsum("hwc,hwc->hw", a, mean_i)
+    mean_a = np.stack([box(a[..., c]) for c in range(3)], axis=-1)
+    return np.einsum("hwc,hwc->hw", mean_a, guide) + box(b)
+
+
+def superpixel_snap(image: np.ndarray, soft: np.ndarray, cell: float) -> np.ndarray:
+    """Mean of `soft` over each SLIC superpixel of about half a grid cell's side."""
+    from skimage.segmentation import slic
+
+    h, w = soft.shape
+    n_segments = max(16, int(h * w / max(1.0, (cell / 2) ** 2)))
+    segments = slic(image[..., :3], n_segments=n_segments, compactness=10, start_label=0)
+    sums = np.bincount(segments.ravel(), weights=soft.ravel())
+    counts = np.bincount(segments.ravel())
+    return (sums / np.maximum(counts, 1))[segments]
 
 
 def clean_mask(mask: np.ndarray, fill_holes: bool = False, min_part: float = 0.0) -> np.ndarray:

@@ -16,7 +16,7 @@ import time
 from dataclasses import asdict, dataclass, field
 import numpy as np
 
-from segtool.pipeline.cluster import kmeans_labels, spectral_labels
+from segtool.pipeline.cluster import kmeans_labels, principal_projection, spectral_labels
 from segtool.pipeline.features import colour_grid, position_grid, standardise, transform_codes
 from segtool.pipeline.foreground.rules import select_foreground
 from segtool.params import Flag, Number, Whole, check_params
@@ -59,6 +59,14 @@ class Segmenter:
     def segment_batch(self, images: list[np.ndarray]) -> list[SegmentResult]:
         return [self.segment(image) for image in images]
 
+    def iter_batch(self, images: list[np.ndarray]):
+        """The results one at a time, as each is ready (a caller can write and report per image)."""
+        if type(self).segment_batch is Segmenter.segment_batch:
+            for image in images:
+                yield self.segment(image)
+        else:  # a subclass batches its own way: its results come together
+            yield from self.segment_batch(images)
+
     def settings(self) -> dict:
         return {}
 
@@ -90,7 +98,7 @@ class GridClusterSegmenter(Segmenter):
         ks = ks or self.cfg.ks
         if max(ks) > h * w:
             raise ValueError(f"k = {max(ks)} clusters is more than the {h}x{w} = {h * w} cells of the grid")
-        flat = features.reshape(h * w, c)
+        flat = principal_projection(features.reshape(h * w, c), self.cfg.keep_variance)
         if self.cfg.method == "kmeans":
             labels = {k: kmeans_labels(flat, k, seed=self.cfg.seed, n_init=self.cfg.n_init) for k in ks}
         else:
@@ -112,7 +120,7 @@ class GridClusterSegmenter(Segmenter):
                    for k, labels in all_labels.items()}
         # The fraction of clusterings that call each cell foreground; with one k it is 0 or 1.
         votes = np.mean([c.mask for c in choices.values()], axis=0)
-        mask = upsample_mask(votes, *image.shape[:2])
+        mask = upsample_mask(votes, *image.shape[:2], image=image, method=self.cfg.upsample)
         mask = refine_mask(image, mask, self.cfg.refine)
         mask = clean_mask(mask, self.cfg.fill_holes, self.cfg.min_part)
         # The cluster map shows the clustering at k (or the middle one of a consensus).
@@ -122,15 +130,18 @@ class GridClusterSegmenter(Segmenter):
         return SegmentResult(mask, labels, votes > 0.5, choice.foreground_clusters, sizes, choice.cluster_scores,
                              time.perf_counter() - started)
 
-    def segment_batch(self, images: list[np.ndarray]) -> list[SegmentResult]:
+    def iter_batch(self, images: list[np.ndarray]):
+        """Features for the whole batch (one forward pass of a model), then each image's result as
+        soon as it is clustered."""
         started = time.perf_counter()
         grids = self.feature_grids(images)
         shared = (time.perf_counter() - started) / max(1, len(images))  # feature time, spread evenly
-        results = []
         for image, features in zip(images, grids):
             t0 = time.perf_counter() - shared
-            results.append(self.finish(image, features, t0))
-        return results
+            yield self.finish(image, features, t0)
+
+    def segment_batch(self, images: list[np.ndarray]) -> list[SegmentResult]:
+        return list(self.iter_batch(images))
 
     def segment(self, image: np.ndarray) -> SegmentResult:
         return self.segment_batch([image])[0]

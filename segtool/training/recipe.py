@@ -3,6 +3,8 @@
 `segtool train imagenet` resolves the shipped `recipes/imagenet.yaml`; a path works too.
 `--set section.key=value` overrides any entry (values parsed as YAML: 4, 1e-4, [64, 128], true).
 The `model` section names a preset and overrides its fields: `{preset: paper-d3, d: 4}`.
+`meant_for: gpu | cpu` says which machine the recipe was sized for (the CLI refuses to start a
+GPU recipe on a CPU without being told to).
 """
 
 from __future__ import annotations
@@ -16,7 +18,8 @@ from pathlib import Path
 
 from segtool.training.data import DataConfig, TrainingDataError
 
-SECTIONS = ("model", "data", "train", "out", "description")
+SECTIONS = ("model", "data", "train", "out", "description", "meant_for")
+MACHINES = ("gpu", "cpu")
 
 
 class RecipeError(ValueError):
@@ -32,6 +35,7 @@ class Recipe:
     train: object          # scvae.training.trainer.TrainConfig
     out: str
     description: str
+    meant_for: str | None  # gpu | cpu | None (any machine)
     resolved: dict         # the recipe after overrides, as written beside the run
 
 
@@ -103,12 +107,16 @@ def build_recipe(name: str, source: str, raw: dict) -> Recipe:
         data = DataConfig.from_dict(dict(raw.get("data") or {}))
     except (TypeError, ValueError, TrainingDataError) as exc:
         raise RecipeError(f"{source}: {exc}") from None
+    meant_for = raw.get("meant_for")
+    if meant_for is not None and meant_for not in MACHINES:
+        raise RecipeError(f"{source}: meant_for must be {' or '.join(MACHINES)} (or absent: any machine), got {meant_for!r}")
     return Recipe(name=name, source=source, model=model, data=data, train=train,
                   out=str(raw.get("out") or f"runs/{name}"), description=str(raw.get("description") or ""),
-                  resolved=raw)
+                  meant_for=meant_for, resolved=raw)
 
 
-def load_recipe(name_or_path: str, overrides: list[str] | None = None) -> Recipe:
+def read_recipe(name_or_path: str) -> tuple[str, dict]:
+    """(name, the raw mapping) of a recipe, before overrides and checks."""
     import yaml
 
     from segtool.yamltext import load_yaml
@@ -120,4 +128,14 @@ def load_recipe(name_or_path: str, overrides: list[str] | None = None) -> Recipe
         raise RecipeError(f"{name_or_path}: not valid YAML ({str(exc).splitlines()[0]})") from None
     if not isinstance(raw, dict):
         raise RecipeError(f"{name_or_path}: a recipe is a mapping with sections {', '.join(SECTIONS)}")
+    return name, raw
+
+
+def load_recipe(name_or_path: str, overrides: list[str] | None = None) -> Recipe:
+    name, raw = read_recipe(name_or_path)
     return build_recipe(name, name_or_path, apply_overrides(raw, overrides or []))
+
+
+def recipes_meant_for(machine: str) -> list[str]:
+    """Names of the shipped recipes marked `meant_for: machine`."""
+    return [name for name in available_recipes() if read_recipe(name)[1].get("meant_for") == machine]
