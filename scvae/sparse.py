@@ -61,6 +61,7 @@ def hoyer_sparsity(z: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
     return (k ** 0.5 - ratio) / (k ** 0.5 - 1)
 
 
-def active_fraction(z: torch.Tensor) -> float:
-    """Fraction of code entries that are exactly non-zero."""
-    return float((z != 0).float().mean())
+def active_fraction(z: torch.Tensor, threshold: float = 0.0) -> float:
+    """Fraction of code entries with |z| > threshold (0: exactly non-zero, which soft
+    thresholding gives; a small threshold also counts near-zeros of other coders as inactive)."""
+    return float((z.abs() > threshold).float().mean())

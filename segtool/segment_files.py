@@ -1,4 +1,5 @@
-"""`segtool segment`: files, folders and globs -> mask, overlay, cluster-map and cut-out PNGs.
+"""`segtool segment`: files, folders and globs -> mask, overlay, cluster-map and cut-out PNGs (or,
+with `parts`, part maps: n regions and no foreground choice).
 
 Good inputs are processed even when others fail; the failures are reported at the end and
 make the exit status 1.
@@ -21,12 +22,14 @@ import numpy as np
 
 from segtool.errors import InputError
 from segtool.io.images import DEFAULT_MAX_PIXELS, load_image, looks_like_image
+from segtool.pipeline.parts import parts_labels
 from segtool.pipeline.registry import k_beyond_grid
-from segtool.io.outputs import OutputDir, cluster_image, cutout_image, overlay_image
+from segtool.io.outputs import OutputDir, cluster_image, cutout_image, overlay_image, parts_image, parts_overlay_image
 
 GLOB_CHARS = set("*?[")
 OUTPUT_KINDS = ("mask", "overlay", "clusters", "cutout")
 DEFAULT_KINDS = ("mask", "overlay", "clusters")
+PARTS_KINDS = ("parts", "parts_overlay")   # the kinds of a run with `parts` (it makes no mask)
 
 
 @dataclass
@@ -106,10 +109,16 @@ def output_names(stem: str, kinds: tuple[str, ...]) -> list[str]:
     return [f"{stem}_{kind}.png" for kind in kinds]
 
 
-def check_kinds(kinds: tuple[str, ...]) -> tuple[str, ...]:
-    unknown = [k for k in kinds if k not in OUTPUT_KINDS]
+def check_kinds(kinds: tuple[str, ...] | None, parts: int | None = None) -> tuple[str, ...]:
+    """The kinds to write: `kinds`, checked against the mode (part maps with `parts`, masks
+    without), or the mode's default when None."""
+    allowed, default = (PARTS_KINDS, PARTS_KINDS) if parts else (OUTPUT_KINDS, DEFAULT_KINDS)
+    if kinds is None:
+        return default
+    unknown = [k for k in kinds if k not in allowed]
     if unknown or not kinds:
-        raise ValueError(f"output kinds {kinds!r}: choose among {', '.join(OUTPUT_KINDS)}")
+        raise ValueError(f"output kinds {kinds!r}: choose among {', '.join(allowed)}"
+                         f"{' (with parts)' if parts else ''}")
     return tuple(kinds)
 
 
@@ -127,9 +136,11 @@ def _render(kind: str, image: np.ndarray, result) -> np.ndarray | None:
 
 def segment_files(specs: list[str], segmenter, out_dir, max_pixels: int = DEFAULT_MAX_PIXELS,
                   batch_size: int = 8, progress: Callable[[int, int], None] | None = None,
-                  kinds: tuple[str, ...] = DEFAULT_KINDS, on_image: Callable[[dict], None] | None = None,
-                  ) -> SegmentReport:
-    """Segment every image the specs name and write `kinds` of output per image.
+                  kinds: tuple[str, ...] | None = None, on_image: Callable[[dict], None] | None = None,
+                  parts: int | None = None) -> SegmentReport:
+    """Segment every image the specs name and write `kinds` of output per image (DEFAULT_KINDS when
+    None). With `parts`, part maps instead of masks (PARTS_KINDS; one K-means into that many
+    regions, no foreground choice: see `write_parts`).
 
     `out_dir` is a folder (`io.outputs.OutputDir` is made for it) or an object with its
     `check_free` and `write_png` (e.g. `io.outputs.StreamOutput`). `progress(done, total)` is
@@ -145,17 +156,20 @@ def segment_files(specs: list[str], segmenter, out_dir, max_pixels: int = DEFAUL
         folders = [Path(s).expanduser() for s in specs if Path(s).expanduser().is_dir()]
         out = OutputDir(out_dir, folders + files)
     segment_listed(files, output_stems(files), segmenter, out, report, kinds=kinds, max_pixels=max_pixels,
-                   batch_size=batch_size, progress=progress, on_image=on_image)
+                   batch_size=batch_size, progress=progress, on_image=on_image, parts=parts)
     return report
 
 
 def segment_listed(files: list[Path], stems: dict[Path, str], segmenter, out, report: SegmentReport, *,
-                   kinds: tuple[str, ...] = DEFAULT_KINDS, max_pixels: int = DEFAULT_MAX_PIXELS, batch_size: int = 8,
+                   kinds: tuple[str, ...] | None = None, max_pixels: int = DEFAULT_MAX_PIXELS, batch_size: int = 8,
                    progress: Callable[[int, int], None] | None = None,
-                   on_image: Callable[[dict], None] | None = None) -> None:
+                   on_image: Callable[[dict], None] | None = None, parts: int | None = None) -> None:
     """Segment `files` (already collected) into `out`, naming outputs by `stems`; results and
     failures are added to `report`."""
-    kinds = check_kinds(kinds)
+    kinds = check_kinds(kinds, parts)
+    if parts and not hasattr(segmenter, "feature_grids"):
+        raise ValueError(f"parts: {type(segmenter).__name__} clusters no grid of features; use a grid method "
+                         "(scvae, colour)")
     protected = {f.resolve() for f in files}
     done = 0
 
@@ -174,9 +188,11 @@ def segment_listed(files: list[Path], stems: dict[Path, str], segmenter, out, re
             try:
                 out.check_free(output_names(stems[f], kinds), protected)
                 image = load_image(f, max_pixels=max_pixels)
-                problem = k_beyond_grid(segmenter, *image.shape[:2])
+                problem = parts_beyond_grid(segmenter, parts, *image.shape[:2]) if parts else \
+                    k_beyond_grid(segmenter, *image.shape[:2])
                 if problem:
-                    raise InputError(f"{f}: --k is too large for this image: {problem}; choose a smaller --k")
+                    option = "--parts" if parts else "--k"
+                    raise InputError(f"{f}: {option} is too large for this image: {problem}; choose a smaller {option}")
                 loaded.append((f, image, None))
             except InputError as exc:
                 loaded.append((f, None, str(exc)))
@@ -199,30 +215,64 @@ def segment_listed(files: list[Path], stems: dict[Path, str], segmenter, out, re
                     count_one()
                 else:
                     images.append((f, image))
-            _segment_loaded(images, stems, segmenter, out, report, kinds, on_image, count_one)
+            pixels = [im for _, im in images]
+            if parts:
+                rows = (write_parts(out, stems[f], image, labels, kinds)
+                        for (f, image), labels in zip(images, parts_labels(segmenter, pixels, parts)))
+            else:
+                # One result at a time, so outputs land (and progress moves) per image, not per batch.
+                one_by_one = getattr(segmenter, "iter_batch", segmenter.segment_batch)
+                rows = (write_outputs(out, stems[f], image, result, kinds)
+                        for (f, image), result in zip(images, one_by_one(pixels)))
+            for (f, _), row in zip(images, rows):
+                row = {"input": str(f), **row}
+                report.results.append(row)
+                if on_image:
+                    on_image(row)
+                count_one()
 
 
-def _segment_loaded(images, stems, segmenter, out, report, kinds, on_image, count_one) -> None:
-    # One result at a time, so outputs land (and progress moves) per image, not per batch.
-    one_by_one = getattr(segmenter, "iter_batch", segmenter.segment_batch)
-    for (f, image), result in zip(images, one_by_one([im for _, im in images])):
-        h, w = image.shape[:2]
-        outputs = {}
-        for kind in kinds:
-            picture = _render(kind, image, result)
-            if picture is not None:
-                outputs[kind] = str(out.write_png(f"{stems[f]}_{kind}.png", picture))
-        row = {"input": str(f), "width": w, "height": h, "outputs": outputs, **result.summary()}
-        report.results.append(row)
-        if on_image:
-            on_image(row)
-        count_one()
+def write_kinds(out, stem: str, kinds: tuple[str, ...], picture: Callable[[str], np.ndarray | None]) -> dict:
+    """`<stem>_<kind>.png` for each kind `picture(kind)` draws (None: this image has no such
+    picture); returns {kind: path written}."""
+    outputs = {}
+    for kind in kinds:
+        array = picture(kind)
+        if array is not None:
+            outputs[kind] = str(out.write_png(f"{stem}_{kind}.png", array))
+    return outputs
 
 
-def watch_folder(folder: str | Path, segmenter, out: OutputDir, *, kinds: tuple[str, ...] = DEFAULT_KINDS,
+def write_outputs(out, stem: str, image: np.ndarray, result, kinds: tuple[str, ...]) -> dict:
+    """The `kinds` of one segmented image; returns its result row (size, output paths, summary)."""
+    h, w = image.shape[:2]
+    outputs = write_kinds(out, stem, kinds, lambda kind: _render(kind, image, result))
+    return {"width": w, "height": h, "outputs": outputs, **result.summary()}
+
+
+def parts_beyond_grid(segmenter, parts: int, height: int, width: int) -> str | None:
+    grid = segmenter.grid_size(height, width)
+    if grid is None or parts <= grid[0] * grid[1]:
+        return None
+    return f"{parts} parts is more than the {grid[0]}x{grid[1]} = {grid[0] * grid[1]} cells of the grid"
+
+
+def write_parts(out, stem: str, image: np.ndarray, labels: np.ndarray, kinds: tuple[str, ...] = PARTS_KINDS) -> dict:
+    """`<stem>_parts.png` (one colour per part, at the image's size) and `<stem>_parts_overlay.png`,
+    those of them in `kinds`; returns the image's result row (size, output paths, cells per part)."""
+    h, w = image.shape[:2]
+    colours = parts_image(labels, h, w)
+    outputs = write_kinds(out, stem, kinds,
+                          lambda kind: colours if kind == "parts" else parts_overlay_image(image, colours))
+    sizes = {str(c): int((labels == c).sum()) for c in np.unique(labels)}
+    return {"width": w, "height": h, "outputs": outputs, "part_sizes": sizes}
+
+
+def watch_folder(folder: str | Path, segmenter, out: OutputDir, *, kinds: tuple[str, ...] | None = None,
                  max_pixels: int = DEFAULT_MAX_PIXELS, batch_size: int = 8, interval: float = 0.5,
                  on_image: Callable[[dict], None] | None = None,
-                 on_failure: Callable[[str, str], None] | None = None, polls: int | None = None) -> SegmentReport:
+                 on_failure: Callable[[str, str], None] | None = None, polls: int | None = None,
+                 parts: int | None = None) -> SegmentReport:
     """Segment the images of `folder` that have no current outputs in `out`, then every image that
     lands or changes there, until interrupted (KeyboardInterrupt) or after `polls` polls.
 
@@ -230,7 +280,7 @@ def watch_folder(folder: str | Path, segmenter, out: OutputDir, *, kinds: tuple[
     modification time have not changed between two polls, so a file still being copied in is
     not read half-written. A failed image is retried only when it changes."""
     folder = Path(folder)
-    kinds = check_kinds(kinds)
+    kinds = check_kinds(kinds, parts)
     report = SegmentReport()
     stems: dict[Path, str] = {}
     handled: dict[Path, tuple[int, int]] = {}   # image -> (mtime, size) when last segmented or refused
@@ -263,7 +313,7 @@ def watch_folder(folder: str | Path, segmenter, out: OutputDir, *, kinds: tuple[
         if ready:
             failures_before = len(report.failures)
             segment_listed(ready, stems, segmenter, out, report, kinds=kinds, max_pixels=max_pixels,
-                           batch_size=batch_size, on_image=on_image)
+                           batch_size=batch_size, on_image=on_image, parts=parts)
             for f in ready:
                 handled[f] = last_seen[f]
             if on_failure:

@@ -20,8 +20,10 @@ ALLOWED = {
     "evaluation": {"base", "io", "data", "pipeline", "evaluation"},
     "segment_files": {"base", "io", "pipeline", "segment_files"},
     "serve": {"base", "io", "pipeline", "segment_files", "serve"},
+    "analysis": {"base", "io", "data", "pipeline", "analysis"},
     "root": {"base", "pipeline", "root"},
-    "cli": {"base", "io", "data", "pipeline", "training", "evaluation", "segment_files", "serve", "root", "cli"},
+    "cli": {"base", "io", "data", "pipeline", "training", "evaluation", "segment_files", "serve", "analysis", "root",
+            "cli"},
 }
 BASE = {"errors", "params", "settings", "resources", "yamltext", "locations"}
 

@@ -48,24 +48,34 @@ def ssim(a: torch.Tensor, b: torch.Tensor, sigma: float = 1.5) -> list[float]:
     return s.flatten(2).mean(-1).mean(-1).tolist()
 
 
-@torch.inference_mode()
-def evaluate_reconstruction(model: SCVAE, images: torch.Tensor, batch_size: int = 16) -> dict[str, float]:
-    """Mean PSNR/SSIM of reconstructions and code sparsity on held-out images in [-1, 1]."""
+def reconstruction_batches(model: SCVAE, images: torch.Tensor, batch_size: int = 16):
+    """Yields (images, reconstructions, codes) batch by batch: images and reconstructions in
+    [0, 1] [B, 3, H, W], codes [B, h, w, K], from held-out images in [-1, 1]. The model is in
+    eval mode and gradients are off while it runs; its mode is restored at the end."""
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
+    try:
+        for start in range(0, len(images), batch_size):
+            x = images[start:start + batch_size].to(device)
+            with torch.inference_mode():
+                out = model(x)
+                a = ((x.float() + 1) / 2).clamp(0, 1)
+                b = ((out.reconstruction.float() + 1) / 2).clamp(0, 1)
+            yield a, b, out.codes
+    finally:
+        model.train(was_training)
+
+
+def evaluate_reconstruction(model: SCVAE, images: torch.Tensor, batch_size: int = 16) -> dict[str, float]:
+    """Mean PSNR/SSIM of reconstructions and code sparsity on held-out images in [-1, 1]."""
     psnrs, ssims, hoyers, active, entries = [], [], [], [], []
-    for start in range(0, len(images), batch_size):
-        x = images[start:start + batch_size].to(device)
-        out = model(x)
-        a = ((x.float() + 1) / 2).clamp(0, 1)
-        b = ((out.reconstruction.float() + 1) / 2).clamp(0, 1)
+    for a, b, codes in reconstruction_batches(model, images, batch_size):
         psnrs += psnr(b, a).tolist()
         ssims += ssim(b, a)
-        hoyers.append(hoyer_sparsity(out.codes.float()).flatten())
-        active.append(active_fraction(out.codes))
-        entries.append(out.codes.numel())
-    model.train(was_training)
+        hoyers.append(hoyer_sparsity(codes.float()).flatten())
+        active.append(active_fraction(codes))
+        entries.append(codes.numel())
     return {
         "val_psnr": float(sum(psnrs) / len(psnrs)),
         "val_ssim": float(sum(ssims) / len(ssims)),

@@ -34,7 +34,10 @@ def _options(version: bool = typer.Option(False, "--version", "-V", is_eager=Tru
     """Unsupervised image segmentation with an SC-VAE backbone."""
 from segtool.cli.data import data_app  # noqa: E402  (typer only; heavy imports live inside the commands)
 
+from segtool.cli.explore import explore_app  # noqa: E402
+
 app.add_typer(data_app, name="data")
+app.add_typer(explore_app, name="explore")
 
 DEBUG_ENV = "SEGTOOL_DEBUG"
 
@@ -65,13 +68,18 @@ def segment(
                                               "images skips the model."),
     cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", show_default=CACHE_ROOT_TEXT,
                                              help="Cache root; codes go under PATH/codes/."),
+    parts: Optional[int] = typer.Option(None, "--parts", help="Instead of a mask: N regions from one K-means on the codes "
+                                        "(+ colour and position, as the pipeline clusters), no foreground choice; writes "
+                                        "<stem>_parts.png and _parts_overlay.png (--out -: the part map of one image). (_clusters.png shows the clustering the "
+                                        "mask was chosen from, background clusters darkened.)"),
 ):
     """Segment images: writes a 0/255 mask, an overlay and a cluster map per image."""
     from segtool.cli.segment import run_segment
 
     code = run_segment(paths, k=k, method=method, refine=refine, rule=rule, model=model, out=out, as_json=json_, device=device,
                        max_pixels=max_pixels, batch_size=batch_size, only_mask=only_mask, cutout=cutout, quiet=quiet,
-                       verbose=verbose, watch=watch, cache=cache, cache_dir=cache_dir)
+                       verbose=verbose, watch=watch, cache=cache, cache_dir=cache_dir,
+                       parts=parts)
     raise typer.Exit(code)
 
 
@@ -153,6 +161,51 @@ def train(
                         max_steps, resume, dry_run, device, allow_cpu=allow_cpu)
     if path is not None:
         typer.echo(f"final checkpoint: {path}")
+
+
+@app.command()
+def recon(
+    images: str = typer.Argument(..., help="A folder of images (subfolders included, sorted by path), folder:PATH, "
+                                           "or flowers | cub | isic (their test images, with --data-root)."),
+    model: List[str] = typer.Option([], "--model", help="A shipped model name or checkpoint path; repeat to compare "
+                                                        "models (default: the shipped model)."),
+    holdout: Optional[int] = typer.Option(None, "--holdout", min=1, help="Only the last N images: what training holds "
+                                          "out of a folder (the shipped model: --holdout 50 of imagenet-sample)."),
+    limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Only the first N of those images."),
+    size: int = typer.Option(256, "--size", help="Short side resized to this, centre crop of size x size."),
+    out: Path = typer.Option(Path("segtool-out"), "--out", "-o", help="Folder for recon.csv and recon_grid.png."),
+    data_root: Optional[Path] = typer.Option(None, "--data-root", help="Where flowers, cub or isic live."),
+    lpips_weights: Optional[Path] = typer.Option(None, "--lpips-weights", help="An LPIPS network saved with "
+                                                 "torch.export.save: (x, y) in [-1, 1] -> distance."),
+    inception_weights: Optional[Path] = typer.Option(None, "--inception-weights", help="An Inception network saved "
+                                                     "with torch.export.save: images in [0, 1] -> features, for rFID."),
+    device: str = typer.Option("auto", "--device", help="auto | cpu | cuda"),
+    batch_size: int = typer.Option(16, "--batch-size", min=1, help="Images per forward pass."),
+):
+    """Reconstruction quality: PSNR, SSIM, code sparsity (and LPIPS, rFID when their networks are here) per model."""
+    from segtool.cli.recon import run_recon
+
+    run_recon(images, list(model), data_root=data_root, holdout=holdout, limit=limit, size=size, out=out,
+              lpips_weights=lpips_weights, inception_weights=inception_weights, device=device, batch_size=batch_size)
+
+
+@app.command()
+def patches(
+    folder: str = typer.Argument(..., help="A folder of images (subfolders included, sorted by path)."),
+    k: int = typer.Option(50, "--k", "-k", help="Clusters of patch codes."),
+    per_cluster: int = typer.Option(12, "--per-cluster", help="Patches shown per cluster (a random sample)."),
+    limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Only the first N images."),
+    out: Path = typer.Option(Path("segtool-out"), "--out", "-o", help="Folder for patches.png, centres.npy, patches.json."),
+    model: Optional[str] = typer.Option(None, "--model", help="A shipped model name or a checkpoint path."),
+    device: str = typer.Option("auto", "--device", help="auto | cpu | cuda"),
+    batch_size: int = typer.Option(8, "--batch-size", min=1, help="Images encoded (and fed to MiniBatchKMeans) together."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the clustering and of the patch sample."),
+):
+    """Dataset-wide clusters of patch codes (MiniBatchKMeans over a stream of images) and sample patches of each."""
+    from segtool.cli.patches import run_patches
+
+    run_patches(folder, k=k, per_cluster=per_cluster, limit=limit, out=out, model=model, device=device,
+                batch_size=batch_size, seed=seed)
 
 
 @app.command()

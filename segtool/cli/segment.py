@@ -24,12 +24,17 @@ class Screen:
     verbose: bool = False
 
 
-def output_kinds(only_mask: bool, cutout: bool, to_stdout: bool) -> tuple[str, ...]:
-    from segtool.segment_files import DEFAULT_KINDS
+def output_kinds(only_mask: bool, cutout: bool, to_stdout: bool, parts: int | None = None) -> tuple[str, ...]:
+    from segtool.segment_files import DEFAULT_KINDS, PARTS_KINDS
 
     if only_mask and cutout:
         raise UsageError("--only-mask and --cutout: choose one (--cutout writes <stem>_cutout.png beside the mask, "
                          "overlay and cluster map)")
+    if parts and (only_mask or cutout):
+        raise UsageError(f"--parts with {'--only-mask' if only_mask else '--cutout'}: --parts writes part maps, "
+                         "not masks; drop one of them")
+    if parts:
+        return PARTS_KINDS[:1] if to_stdout else PARTS_KINDS
     if to_stdout:
         return ("cutout",) if cutout else ("mask",)
     if only_mask:
@@ -40,9 +45,11 @@ def output_kinds(only_mask: bool, cutout: bool, to_stdout: bool) -> tuple[str, .
 def run_segment(paths: list[str], *, k=None, method=None, refine=None, rule=None, model=None, out: Path = Path("segtool-out"),
                 as_json: bool = False, device: str = "auto", max_pixels: int = 100_000_000, batch_size: int = 8,
                 only_mask: bool = False, cutout: bool = False, quiet: bool = False, verbose: bool = False,
-                watch: bool = False, cache: bool | None = None, cache_dir: Path | None = None) -> int:
+                watch: bool = False, cache: bool | None = None, cache_dir: Path | None = None,
+                parts: int | None = None) -> int:
     options = pipeline_options(k, method, refine, rule)   # every option checked before any heavy import
     check_device(device)
+    check_parts(parts)
     if quiet and verbose:
         raise UsageError("-q/--quiet and -v/--verbose: choose one")
     if cache is False and cache_dir is not None:
@@ -53,7 +60,7 @@ def run_segment(paths: list[str], *, k=None, method=None, refine=None, rule=None
     if paths.count("-") > 1:
         raise UsageError("'-' (standard input) can be given once")
     to_stdout = str(out) == "-"
-    kinds = output_kinds(only_mask, cutout, to_stdout)
+    kinds = output_kinds(only_mask, cutout, to_stdout, parts)
     if watch:
         _check_watch(paths, to_stdout, as_json)
     count = _count_inputs(paths)
@@ -63,13 +70,13 @@ def run_segment(paths: list[str], *, k=None, method=None, refine=None, rule=None
     extractor = dict(model=model, device=device, batch_size=batch_size, cache=use_cache,
                      cache_dir=str(cache_dir) if cache_dir else None)
     if watch:
-        return _watch(Path(paths[0]), options, extractor, out, kinds, max_pixels, screen)
+        return _watch(Path(paths[0]), options, extractor, out, kinds, max_pixels, screen, parts)
     stdin_folder, stdin_file = None, None
     if "-" in paths:
         stdin_folder, stdin_file = _stdin_to_file()
         paths = [stdin_file if p == "-" else p for p in paths]
     try:
-        return _segment(paths, options, extractor, out, kinds, as_json, max_pixels, screen, count, stdin_file)
+        return _segment(paths, options, extractor, out, kinds, as_json, max_pixels, screen, count, stdin_file, parts)
     finally:
         if stdin_folder is not None:
             import shutil
@@ -121,6 +128,13 @@ def _stdin_to_file() -> tuple[str, str]:
     return folder, str(path)
 
 
+def check_parts(parts: int | None) -> None:
+    from segtool.io.outputs import PALETTE
+
+    if parts is not None and not 2 <= parts <= len(PALETTE):
+        raise UsageError(f"--parts {parts}: give 2 to {len(PALETTE)} parts (the colours of the map stay distinct)")
+
+
 def _build_segmenter(options: dict, extractor: dict):
     from segtool.pipeline.models import load_extractor
     from segtool.pipeline.registry import MethodSpec, build_segmenter
@@ -131,12 +145,14 @@ def _build_segmenter(options: dict, extractor: dict):
 def _image_line(row: dict, shown_input: str | None = None) -> str:
     name = shown_input or row["input"]
     where = next(iter(row["outputs"].values()), "")
+    if "part_sizes" in row:  # --parts: no foreground
+        return f"{escape(name)}: {len(row['part_sizes'])} parts -> {escape(where)}"
     return (f"{escape(name)}: foreground {100 * row['foreground_fraction']:.1f}%, {row['seconds']:.2f} s"
             f" -> {escape(where)}")
 
 
 def _segment(paths, options, extractor, out, kinds, as_json, max_pixels, screen: Screen, count: int,
-             stdin_file=None) -> int:
+             stdin_file=None, parts=None) -> int:
 
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
@@ -161,7 +177,7 @@ def _segment(paths, options, extractor, out, kinds, as_json, max_pixels, screen:
                   console=console, transient=True, disable=bar_off) as bar:
         task = bar.add_task("segment", total=None)
         report = segment_files(paths, segmenter, target, max_pixels=max_pixels, batch_size=extractor["batch_size"],
-                               kinds=kinds, on_image=each,
+                               kinds=kinds, on_image=each, parts=parts,
                                progress=lambda done, total: bar.update(task, completed=done, total=total))
     for r in report.results:
         r["input"] = shown(r["input"])
@@ -188,7 +204,7 @@ def _failure_line(item: str, error: str) -> str:
     return f"[red]failed[/red] {escape(message)}"
 
 
-def _watch(folder: Path, options, extractor, out, kinds, max_pixels, screen: Screen) -> int:
+def _watch(folder: Path, options, extractor, out, kinds, max_pixels, screen: Screen, parts=None) -> int:
     from segtool.io.outputs import OutputDir
     from segtool.segment_files import watch_folder
 
@@ -209,7 +225,7 @@ def _watch(folder: Path, options, extractor, out, kinds, max_pixels, screen: Scr
         say(f"watching {escape(str(folder))} for images (Ctrl-C to stop); outputs in {escape(str(out))}")
     try:
         watch_folder(folder, segmenter, target, kinds=kinds, max_pixels=max_pixels,
-                     batch_size=extractor["batch_size"], on_image=each, on_failure=failed)
+                     batch_size=extractor["batch_size"], on_image=each, on_failure=failed, parts=parts)
     except KeyboardInterrupt:
         raise Interrupted(f"stopped watching {folder}: {counts['segmented']} segmented, "
                           f"{counts['failed']} failed") from None

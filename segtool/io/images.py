@@ -142,3 +142,21 @@ def _decode(source, label, max_pixels: int) -> np.ndarray:
 
 def looks_like_image(path: Path) -> bool:
     return path.suffix.lower() in IMAGE_SUFFIXES
+
+
+def image_files_under(root: str | os.PathLike) -> list[Path]:
+    """Every image file below `root` (subfolders included), sorted by path: the order training
+    uses, so "the last N" means the same images to `train` (its hold-out) and to `recon`."""
+    return sorted(p for p in Path(root).rglob("*") if looks_like_image(p) and p.is_file())
+
+
+def centre_crop(image, size: int):
+    """A PIL image resized so the short side is `size` (bilinear), then centre-cropped size x size."""
+    from PIL import Image
+
+    w, h = image.size
+    s = size / min(w, h)
+    image = image.resize((max(size, round(w * s)), max(size, round(h * s))), Image.BILINEAR)
+    w, h = image.size
+    left, top = (w - size) // 2, (h - size) // 2
+    return image.crop((left, top, left + size, top + size))

@@ -117,10 +117,14 @@ class OutputDir:
             return False
 
     def write_png(self, name: str, array: np.ndarray) -> Path:
+        return self.write_bytes(name, encode_png(array, self.path / name))
+
+    def write_bytes(self, name: str, data: bytes) -> Path:
+        """Write one file whole and record it as segtool's (call `check_free` first)."""
         from scvae.fileio import atomic_write_bytes
 
         target = self.path / name
-        atomic_write_bytes(target, encode_png(array, target))
+        atomic_write_bytes(target, data)
         self.owned.add(name)
         self._save_ledger()
         return target
@@ -208,3 +212,18 @@ def cluster_image(labels: np.ndarray, height: int, width: int, foreground: list[
             colours[c] *= 0.45
     grid = colours[labels].astype(np.uint8)
     return cv2.resize(grid, (width, height), interpolation=cv2.INTER_NEAREST)
+
+
+def parts_image(labels: np.ndarray, height: int, width: int) -> np.ndarray:
+    """A part map at image size: one palette colour per part, none darkened (there is no foreground)."""
+    return cluster_image(labels, height, width, foreground=list(range(int(labels.max()) + 1)))
+
+
+def parts_overlay_image(image: np.ndarray, parts: np.ndarray, alpha: float = 0.5) -> np.ndarray:
+    """The image half-tinted with its part map, the borders between parts drawn in black."""
+    out = ((1 - alpha) * image.astype(np.float32) + alpha * parts.astype(np.float32)).round().astype(np.uint8)
+    edge = np.zeros(parts.shape[:2], bool)
+    edge[:, 1:] |= (parts[:, 1:] != parts[:, :-1]).any(axis=-1)
+    edge[1:, :] |= (parts[1:, :] != parts[:-1, :]).any(axis=-1)
+    out[edge] = 0
+    return out

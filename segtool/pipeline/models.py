@@ -23,21 +23,27 @@ class MissingDefaultModel(SegtoolError):
     """No model was named and the shipped default is not installed."""
 
 
-def load_extractor(model: str | None = None, device: str = "auto", batch_size: int = 16, cache: bool = False,
-                   cache_dir: str | None = None):
-    """A CodeExtractor around the named or shipped model (CheckpointError if it cannot load).
-    With `cache`, codes are kept under `cache_dir`/codes (the default cache root when None)."""
+def load_model(model: str | None = None, device: str = "auto"):
+    """The named model (a shipped name or a checkpoint path) or the shipped default, on `device`
+    (CheckpointError if it cannot load)."""
     import scvae
 
-    from segtool.locations import codes_cache_dir
-    from segtool.pipeline.extract import CodeExtractor
-
-    dev = resolve_device(device)
     if model is None and scvae.DEFAULT_MODEL not in scvae.available_models():
         # Otherwise the message would be about a path the user never typed.
         raise MissingDefaultModel(f"the default model {scvae.DEFAULT_MODEL!r} is not installed with this copy of "
                                   "scvae; name a checkpoint folder instead")
-    net = scvae.load(model or scvae.DEFAULT_MODEL, device=dev)
+    return scvae.load(model or scvae.DEFAULT_MODEL, device=resolve_device(device))
+
+
+def load_extractor(model: str | None = None, device: str = "auto", batch_size: int = 16, cache: bool = False,
+                   cache_dir: str | None = None):
+    """A CodeExtractor around the named or shipped model (CheckpointError if it cannot load).
+    With `cache`, codes are kept under `cache_dir`/codes (the default cache root when None)."""
+    from segtool.locations import codes_cache_dir
+    from segtool.pipeline.extract import CodeExtractor
+
+    dev = resolve_device(device)
+    net = load_model(model, dev)
     return CodeExtractor(net, device=dev, batch_size=batch_size, cache_dir=codes_cache_dir(cache_dir) if cache else None)
 
 

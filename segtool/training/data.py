@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from segtool.io.images import IMAGE_SUFFIXES, to_rgb
+from segtool.io.images import IMAGE_SUFFIXES, centre_crop, image_files_under, to_rgb
 
 
 
@@ -74,7 +74,7 @@ def list_image_files(root: str | os.PathLike) -> list[Path]:
     root = Path(root)
     if not root.is_dir():
         raise TrainingDataError(f"{root}: data root is not a directory (pass --data-root DIR)")
-    files = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    files = image_files_under(root)
     if not files:
         raise TrainingDataError(f"{root}: no images found ({', '.join(IMAGE_SUFFIXES)})")
     return files
@@ -140,18 +140,6 @@ def pil_to_tensor(image) -> torch.Tensor:
     """PIL RGB -> float tensor [3, H, W] in [-1, 1]."""
     arr = np.asarray(image, dtype=np.float32) / 127.5 - 1.0
     return torch.from_numpy(arr.transpose(2, 0, 1).copy())
-
-
-def centre_crop(image, size: int):
-    """Resize so the short side is `size` (bilinear), then centre-crop size x size."""
-    from PIL import Image
-
-    w, h = image.size
-    s = size / min(w, h)
-    image = image.resize((max(size, round(w * s)), max(size, round(h * s))), Image.BILINEAR)
-    w, h = image.size
-    left, top = (w - size) // 2, (h - size) // 2
-    return image.crop((left, top, left + size, top + size))
 
 
 class AugmentedImages:
