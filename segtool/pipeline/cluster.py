@@ -33,15 +33,89 @@ def principal_projection(features: np.ndarray, keep_variance: float = 0.99) -> n
     return (u[:, :r] * s[:r]).astype(np.float32)
 
 
-def kmeans_labels(features: np.ndarray, k: int, seed: int = 0, n_init: int = 4) -> np.ndarray:
-    from sklearn.cluster import KMeans
+def kmeans_labels(features: np.ndarray, k: int, seed: int = 0, n_init: int = 4, max_iter: int = 300,
+                  tol: float = 1e-4) -> np.ndarray:
+    """K-means (greedy k-means++ seeding, Lloyd iterations, the best of `n_init` runs by inertia),
+    the algorithm and stopping rule of sklearn's KMeans, in numpy.
 
+    Written here rather than called from sklearn because importing sklearn (which imports
+    scipy.stats) costs about a second, more than segmenting a photo: the command line's cold
+    start is most of a single image's time. The grids clustered here are small (about 1,000
+    cells of a few dozen dimensions), where numpy is as fast as sklearn's compiled loops."""
     if k < 2:
         raise ValueError(f"k must be at least 2, got {k}")
     if k > len(features):
         raise ValueError(f"k = {k} is larger than the number of grid cells ({len(features)})")
-    km = KMeans(n_clusters=k, n_init=n_init, random_state=seed)
-    return _relabel_by_first_appearance(km.fit_predict(features))
+    x = np.asarray(features, dtype=np.float64)
+    rng = np.random.default_rng(seed)
+    # sklearn's tolerance: relative to the data's mean variance per dimension.
+    threshold = tol * float(np.mean(np.var(x, axis=0)))
+    best_labels, best_inertia = None, np.inf
+    for _ in range(n_init):
+        labels, inertia = _lloyd(x, _kmeans_plusplus(x, k, rng), max_iter, threshold)
+        if inertia < best_inertia:
+            best_labels, best_inertia = labels, inertia
+    return _relabel_by_first_appearance(best_labels)
+
+
+def _squared_distances(x: np.ndarray, centres: np.ndarray, x_norms: np.ndarray | None = None) -> np.ndarray:
+    if x_norms is None:
+        x_norms = (x * x).sum(axis=1)
+    d2 = x @ centres.T
+    d2 *= -2.0
+    d2 += x_norms[:, None]
+    d2 += (centres * centres).sum(axis=1)[None, :]
+    return np.maximum(d2, 0.0, out=d2)
+
+
+def _kmeans_plusplus(x: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
+    """Greedy k-means++ (Arthur and Vassilvitskii 2007, as sklearn does it): each new centre is the
+    best of 2 + log(k) candidates drawn with probability proportional to squared distance."""
+    n = len(x)
+    trials = 2 + int(np.log(k))
+    norms = (x * x).sum(axis=1)
+    centres = [x[rng.integers(n)]]
+    closest = _squared_distances(x, centres[0][None, :], norms)[:, 0]
+    potential = closest.sum()
+    for _ in range(1, k):
+        if potential <= 0:  # every cell on a centre already: any cell will do
+            centres.append(x[rng.integers(n)])
+            continue
+        picks = np.searchsorted(np.cumsum(closest), rng.random(trials) * potential)
+        picks = np.minimum(picks, n - 1)
+        candidate = np.minimum(closest[None, :], _squared_distances(x, x[picks], norms).T)
+        potentials = candidate.sum(axis=1)
+        best = int(np.argmin(potentials))
+        closest, potential = candidate[best], potentials[best]
+        centres.append(x[picks[best]])
+    return np.array(centres)
+
+
+def _lloyd(x: np.ndarray, centres: np.ndarray, max_iter: int, threshold: float) -> tuple[np.ndarray, float]:
+    k = len(centres)
+    labels = None
+    norms = (x * x).sum(axis=1)
+    for _ in range(max_iter):
+        d2 = _squared_distances(x, centres, norms)
+        new_labels = d2.argmin(axis=1)
+        members = np.zeros((k, len(x)))
+        members[new_labels, np.arange(len(x))] = 1.0
+        counts = members.sum(axis=1)
+        updated = members @ x
+        empty = counts == 0
+        updated[~empty] /= counts[~empty, None]
+        if empty.any():
+            # An empty cluster takes the cells farthest from their centres, as sklearn relocates them.
+            far = np.argsort(-d2[np.arange(len(x)), new_labels])[: int(empty.sum())]
+            updated[empty] = x[far]
+        shift = float(((updated - centres) ** 2).sum())
+        converged = labels is not None and np.array_equal(new_labels, labels)
+        centres, labels = updated, new_labels
+        if converged or shift <= threshold:
+            break
+    d2 = _squared_distances(x, centres, norms)
+    labels = d2.argmin(axis=1)
+    return labels, float(d2[np.arange(len(x)), labels].sum())
 
 
 def affinity_matrix(features: np.ndarray, kind: str = "rbf", gamma_scale: float = 1.0, n_neighbors: int = 10) -> np.ndarray:
