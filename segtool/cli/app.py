@@ -15,7 +15,7 @@ import typer
 
 from segtool.locations import CACHE_ROOT_TEXT
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, rich_markup_mode=None,
                   context_settings={"help_option_names": ["-h", "--help"]},
                   help="Unsupervised image segmentation with an SC-VAE backbone.")
 
@@ -44,7 +44,7 @@ DEBUG_ENV = "SEGTOOL_DEBUG"
 
 @app.command()
 def segment(
-    paths: List[str] = typer.Argument(..., help="Image files, folders (their images) or globs such as 'photos/*.jpg'; "
+    paths: List[str] = typer.Argument(..., metavar="IMAGE...", help="Image files, folders (their images) or globs such as 'photos/*.jpg'; "
                                                 "'-' reads one image from standard input (outputs stdin_mask.png, ...)."),
     k: Optional[int] = typer.Option(None, "--k", "-k", help="Clusters per image (default: the measured pipeline default)."),
     method: Optional[str] = typer.Option(None, "--clustering", "--method", help="Clustering algorithm: kmeans | spectral (--method is the older name)."),
@@ -85,7 +85,7 @@ def segment(
 
 @app.command("eval")
 def eval_(
-    datasets: List[str] = typer.Argument(..., help="One or more of flowers | cub | isic | folder:PATH (images/ + masks/ "
+    datasets: List[str] = typer.Argument(..., metavar="DATASET...", help="One or more of flowers | cub | isic | folder:PATH (images/ + masks/ "
                                          "with the same stems); several make a suite: a table per set, the mean over "
                                          "sets, paired differences. A mask's foreground: brighter than half its "
                                          "range, or 1 in a mask of 0s and 1s."),
@@ -133,7 +133,7 @@ def eval_(
 
 @app.command("eval-merge")
 def eval_merge(
-    folders: List[Path] = typer.Argument(..., help="The output folders of every shard of one 'segtool eval --shard I/N' run."),
+    folders: List[Path] = typer.Argument(..., metavar="SHARD_FOLDER...", help="The output folders of every shard of one 'segtool eval --shard I/N' run."),
     out: Path = typer.Option(..., "--out", "-o", help="Folder for the merged results.csv, run.json and summary.json."),
 ):
     """Merge the shards of one eval run into the results.csv and summary.json the unsharded run gives."""
