@@ -92,8 +92,8 @@ def main(argv: list[str] | None = None) -> None:
         print(f"{name}: foreground {100 * result.foreground_fraction:.1f}%", file=sys.stderr)
     page = REPO / "docs" / "gallery.md"
     lines = ["# Gallery: the default pipeline on scikit-image's sample photos", "",
-             f"Made by `python bench/gallery.py` (method `{args.method}`, the shipped model). Red: the mask "
-             "`segtool segment` writes; nothing here was used to choose or fit anything. The shared labelled sets get "
+             f"Made by `python bench/gallery.py` (method `{args.method}`, the shipped model). Outline and tint: "
+             "the mask `segtool segment` writes (in the colour that contrasts most with the subject); nothing here was used to choose or fit anything. The shared labelled sets get "
              "the same treatment with `python bench/gallery.py folder:SET --every 50` (written to segtool-out/, "
              "not committed: their licences do not allow it).", "",
              "| photo | size | foreground | overlay |", "|---|---|---|---|"]
