@@ -5,7 +5,7 @@ score of each, the mean per-image difference B - A with its standard error, and 
 A difference within about two standard errors is not a measured improvement.
 
     .venv/bin/python bench/paired_difference.py RUN_A RUN_B [--method scvae] [--method-b NAME]
-        [--metric iou] [--noise 0]
+        [--metric iou] [--noise 0] [--dataset NAME] [--held-out]
 
 RUN_A / RUN_B: an eval output folder (holding results.csv) or the results.csv itself.
 """
@@ -18,10 +18,11 @@ import math
 import sys
 from pathlib import Path
 
-METRICS = ("iou", "dice", "iem_iou", "iem_dice")
+METRICS = ("iou", "dice", "iem_iou", "iem_dice", "boundary_f")
 
 
-def read_scores(run: str, method: str, metric: str, noise: float) -> dict[str, float]:
+def read_scores(run: str, method: str, metric: str, noise: float, dataset: str | None = None,
+                held_out: bool = False) -> dict[tuple[str, str], float]:
     path = Path(run)
     if path.is_dir():
         path = path / "results.csv"
@@ -30,8 +31,11 @@ def read_scores(run: str, method: str, metric: str, noise: float) -> dict[str, f
     scores = {}
     with path.open(newline="") as f:
         for row in csv.DictReader(f):
-            if row["method"] == method and math.isclose(float(row["noise"]), noise):
-                scores[row["id"]] = float(row[metric])
+            if row["method"] == method and math.isclose(float(row["noise"]), noise) \
+                    and dataset in (None, row.get("dataset")) and not (held_out and int(row["index"]) % 3 == 0):
+                if metric not in row:
+                    sys.exit(f"paired_difference: {path}: no {metric} column (written by an older segtool)")
+                scores[(row.get("dataset", ""), row["id"])] = float(row[metric])
     if not scores:
         sys.exit(f"paired_difference: {path}: no rows for method {method!r} at noise {noise:g}")
     return scores
@@ -45,10 +49,12 @@ def main() -> None:
     parser.add_argument("--method-b", default=None)
     parser.add_argument("--metric", default="iou", choices=METRICS)
     parser.add_argument("--noise", type=float, default=0.0)
+    parser.add_argument("--dataset", default=None, help="only this set's rows (a suite's results.csv holds several)")
+    parser.add_argument("--held-out", action="store_true", help="only images outside the selection subset")
     args = parser.parse_args()
 
-    a = read_scores(args.run_a, args.method, args.metric, args.noise)
-    b = read_scores(args.run_b, args.method_b or args.method, args.metric, args.noise)
+    a = read_scores(args.run_a, args.method, args.metric, args.noise, args.dataset, args.held_out)
+    b = read_scores(args.run_b, args.method_b or args.method, args.metric, args.noise, args.dataset, args.held_out)
     common = sorted(a.keys() & b.keys())
     if len(common) < 2:
         sys.exit(f"paired_difference: the runs share {len(common)} image(s); they must score the same images")
