@@ -6,10 +6,13 @@ from segtool.errors import SegtoolError
 
 
 def resolve_device(device: str) -> str:
-    """The device to run on, by scvae's one rule (scvae.devices.DeviceError for a bad choice)."""
+    """The device to run on, by scvae's one rule (scvae.devices.DeviceError for a bad choice):
+    under torchrun (`eval --shard auto`) each process takes its own GPU, LOCAL_RANK."""
+    import os
+
     from scvae.devices import pick_device
 
-    return str(pick_device(device))
+    return str(pick_device(device, local_rank=int(os.environ.get("LOCAL_RANK", "0"))))
 
 
 def model_label(model: str | None) -> str:
