@@ -588,3 +588,31 @@ def test_the_native_protocol_scores_each_image_at_its_own_size(dataset, tmp_path
     code, _, err = run_cli("eval", f"folder:{dataset}", "--methods", "ellipse", "--protocol", "crop",
                            "--out", tmp_path / "bad", capsys=capsys)
     assert code == 2 and "--protocol 'crop'" in err
+
+
+def test_progress_moves_per_image_not_per_batch(dataset, tmp_path):
+    from segtool.data.readers import open_dataset
+    from segtool.evaluation.runner import EvalPlan, run_eval
+    from segtool.pipeline.registry import build_segmenter, parse_method
+
+    plan = EvalPlan([open_dataset(f"folder:{dataset}")], [("colour", build_segmenter(parse_method("colour")))],
+                    [0.0, 0.1], limit=5, batch_size=32, out_dir=tmp_path / "run")
+    seen = []
+    run_eval(plan, progress=lambda done, total: seen.append((done, total)))
+    counts = [done for done, _ in seen]
+    assert counts == sorted(counts) and set(counts) == set(range(0, 11)) and {total for _, total in seen} == {10}
+
+
+def test_default_output_folders_keep_set_names_whole():
+    from segtool.cli.eval import default_out_dir
+
+    one = default_out_dir(["ham10000-sample"]).name
+    assert one.startswith("eval-ham10000-sample-")
+    many = default_out_dir(["oxford17-flowers-seg", "ecssd-dev", "isic-lesions-128", "ham10000-sample"]).name
+    assert many.startswith("eval-oxford17-flowers-seg+ecssd-dev+isic-lesions-128+1-more-")
+
+
+def test_quiet_eval_prints_no_start_line(dataset, tmp_path, capsys):
+    code, _, err = run_cli("eval", f"folder:{dataset}", "--methods", "ellipse", "-q", "--out", tmp_path / "run",
+                           capsys=capsys)
+    assert code == 0 and "evaluating" not in err

@@ -119,6 +119,7 @@ def eval_(
                                 "each method's best, median and worst image (image, truth, mask)."),
     save_masks: bool = typer.Option(False, "--save-masks", help="Save every mask as OUT/masks/<set>/<method>/sigma-<s>/<id>.png."),
     json_: bool = typer.Option(False, "--json", help="Print the summary as JSON on stdout instead of the tables."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar and no start line (errors and tables still)."),
     cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", show_default=CACHE_ROOT_TEXT,
                                              help="Cache root; codes go under PATH/codes/."),
 ):
@@ -128,7 +129,8 @@ def eval_(
     run_eval_command(datasets, data_root=data_root, k=k, method=method, refine=refine, rule=rule, methods=methods, compare=compare,
                      noise=noise, limit=limit, stride=stride, out=out, resume=resume, image_resize=image_resize, model=model,
                      device=device, batch_size=batch_size, seed=seed, cache=cache, cache_dir=cache_dir, subset=subset, shard=shard,
-                     report=report, save_masks=save_masks, as_json=json_, protocol=protocol)
+                     report=report, save_masks=save_masks, as_json=json_, protocol=protocol,
+                     quiet=quiet)
 
 
 @app.command("eval-merge")

@@ -15,9 +15,16 @@ IMAGE_RESIZE = ("bilinear", "nearest")
 
 
 def default_out_dir(names: list[str]) -> Path:
-    safe = "+".join(names).replace("/", "_").replace("\\", "_").strip("._") or "dataset"
+    """segtool-out/eval-<set>[+<set>...|+N-more]-<time>: set names whole, never cut mid-word."""
+    names = [n.replace("/", "_").replace("\\", "_").strip("._") or "dataset" for n in names]
+    safe = names[0]
+    for i, name in enumerate(names[1:], start=1):
+        if len(safe) + len(name) + 1 > 60:
+            safe += f"+{len(names) - i}-more"
+            break
+        safe += "+" + name
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    base = Path("segtool-out") / f"eval-{safe[:40]}-{stamp}"
+    base = Path("segtool-out") / f"eval-{safe}-{stamp}"
     path, n = base, 2
     while path.exists():
         path, n = Path(f"{base}-{n}"), n + 1
@@ -101,7 +108,7 @@ def print_summary(summary: dict) -> None:
 def run_eval_command(datasets: str | list[str], *, data_root=None, k=None, method=None, refine=None, rule=None, methods="scvae",
                      compare=None, noise="0", limit=None, stride=1, out=None, resume=False, image_resize="bilinear",
                      model=None, device="auto", batch_size=32, seed=0, cache=True, subset="all", shard=None, report=False,
-                     save_masks=False, as_json=False, protocol="iem", cache_dir=None) -> dict:
+                     save_masks=False, as_json=False, protocol="iem", cache_dir=None, quiet=False) -> dict:
     from segtool.cli.options import check_cache_dir, check_device, parse_noise_levels, parse_shard, pipeline_options
     from segtool.pipeline.registry import parse_method_list
     from segtool.settings import EVAL_SUBSETS as SUBSETS
@@ -196,11 +203,12 @@ def run_eval_command(datasets: str | list[str], *, data_root=None, k=None, metho
     if shard[1] > 1:
         counts += f" (shard {shard[0]}/{shard[1]}; merge the shards with 'segtool eval-merge {out_dir.parent}/shard-*')"
     sizes = "each image at its own size" if protocol == "native" else f"images resized {image_resize}, masks nearest"
-    console.print(f"evaluating {escape(', '.join(labels))} on {escape(counts)} "
-                  f"images (noise {', '.join(f'{n:g}' for n in levels)}); {sizes}; "
-                  f"writing {escape(str(out_dir))}", highlight=False, soft_wrap=True)
+    if not quiet:
+        console.print(f"evaluating {escape(', '.join(labels))} on {escape(counts)} "
+                      f"images (noise {', '.join(f'{n:g}' for n in levels)}); {sizes}; "
+                      f"writing {escape(str(out_dir))}", highlight=False, soft_wrap=True)
     with Progress(TextColumn("[bold]eval"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn(),
-                  console=console, disable=not console.is_terminal) as bar:
+                  console=console, disable=quiet or not console.is_terminal) as bar:
         task = bar.add_task("eval", total=None)
         try:
             summary = run_eval(plan, progress=lambda done, total: bar.update(task, completed=done, total=total))
