@@ -7,7 +7,8 @@ import math
 import types
 from dataclasses import dataclass
 
-from .lista import LISTA_MODES
+# Here, not in lista.py, so that checking a config (a recipe, a command-line override) never imports torch.
+LISTA_MODES = ("paper", "official")
 
 
 def _number(key: str, value, kind: type, optional: bool):

@@ -17,8 +17,8 @@ from torch import nn
 
 from .dictionary import lipschitz_constant
 from .sparse import soft_threshold
+from .config import LISTA_MODES
 
-LISTA_MODES = ("paper", "official")
 
 
 class LISTA(nn.Module):

@@ -487,7 +487,9 @@ def test_missing_model_path_is_one_line(one_image, tmp_path, capsys):
                                   ["segment", "x.jpg", "--no-cache", "--cache-dir", "c"],
                                   ["eval", "folder:x", "--no-cache", "--cache-dir", "c"], ["serve", "--port", "70000"],
                                   ["serve", "--workers", "0"], ["serve", "--max-upload-mb", "0"],
-                                  ["serve", "--method", "magic"], ["serve", "--device", "tpu"]])
+                                  ["serve", "--method", "magic"], ["serve", "--device", "tpu"],
+                                  ["train", "small-cpu", "--set", "model.d=banana", "--dry-run"],
+                                  ["train", "small-cpu", "--set", "train.lr=-1"], ["train", "small-cpu", "--set", "data.holdout=-3"]])
 def test_a_bad_option_is_refused_before_torch_or_sklearn_load(argv):
     """Options are checked before any heavy import: a typo is answered at once, not after seconds."""
     code = ("import sys\nfrom segtool.cli.app import main\ntry:\n    main(sys.argv[1:])\nexcept SystemExit as e:\n"

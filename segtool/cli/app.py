@@ -241,7 +241,7 @@ def serve(
 # module that was never imported cannot have been raised.
 ERROR_TYPES = (("segtool.errors", "SegtoolError", -1), ("scvae.checkpoint", "CheckpointError", 1),
                ("scvae.training.trainer", "TrainingDiverged", 1), ("segtool.training.recipe", "RecipeError", 2),
-               ("segtool.training.data", "TrainingDataError", 1), ("builtins", "FileExistsError", 2))
+               ("segtool.training.dataconfig", "TrainingDataError", 1), ("builtins", "FileExistsError", 2))
 
 
 def _error_types():

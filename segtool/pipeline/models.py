@@ -7,7 +7,7 @@ from segtool.errors import SegtoolError
 
 def resolve_device(device: str) -> str:
     """The device to run on, by scvae's one rule (scvae.devices.DeviceError for a bad choice):
-    under torchrun (`eval --shard auto`) each process takes its own GPU, LOCAL_RANK."""
+    under torchrun (an evaluation split over processes) each process takes its own GPU, LOCAL_RANK."""
     import os
 
     from scvae.devices import pick_device

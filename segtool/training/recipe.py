@@ -16,7 +16,7 @@ import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
-from segtool.training.data import DataConfig, TrainingDataError
+from segtool.training.dataconfig import DataConfig, TrainingDataError
 
 SECTIONS = ("model", "data", "train", "out", "description", "meant_for")
 MACHINES = ("gpu", "cpu")
@@ -80,7 +80,7 @@ def apply_overrides(raw: dict, overrides: list[str]) -> dict:
 
 def build_recipe(name: str, source: str, raw: dict) -> Recipe:
     import scvae
-    from scvae.training.trainer import TrainConfig
+    from scvae.training.config import TrainConfig
 
     unknown = sorted(set(raw) - set(SECTIONS))
     if unknown:
