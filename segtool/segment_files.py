@@ -198,38 +198,60 @@ def segment_listed(files: list[Path], stems: dict[Path, str], segmenter, out, re
                 loaded.append((f, None, str(exc)))
         return loaded
 
-    from concurrent.futures import ThreadPoolExecutor
-
     batches = [files[start:start + batch_size] for start in range(0, len(files), batch_size)]
-    # The next batch is decoded in a second thread while this one is segmented: decoding a JPEG
-    # runs outside the GIL, so a folder costs about max(decode, segment) per image, not the sum.
-    with ThreadPoolExecutor(max_workers=1) as reader:
-        upcoming = reader.submit(load_batch, batches[0]) if batches else None
-        for index in range(len(batches)):
-            loaded = upcoming.result()
-            upcoming = reader.submit(load_batch, batches[index + 1]) if index + 1 < len(batches) else None
-            images: list[tuple[Path, np.ndarray]] = []
-            for f, image, error in loaded:
-                if error is not None:
-                    report.failures.append((str(f), error))
-                    count_one()
-                else:
-                    images.append((f, image))
-            pixels = [im for _, im in images]
-            if parts:
-                rows = (write_parts(out, stems[f], image, labels, kinds)
-                        for (f, image), labels in zip(images, parts_labels(segmenter, pixels, parts)))
-            else:
-                # One result at a time, so outputs land (and progress moves) per image, not per batch.
-                one_by_one = getattr(segmenter, "iter_batch", segmenter.segment_batch)
-                rows = (write_outputs(out, stems[f], image, result, kinds)
-                        for (f, image), result in zip(images, one_by_one(pixels)))
-            for (f, _), row in zip(images, rows):
-                row = {"input": str(f), **row}
-                report.results.append(row)
-                if on_image:
-                    on_image(row)
+    for loaded in prefetched(load_batch, batches):
+        images: list[tuple[Path, np.ndarray]] = []
+        for f, image, error in loaded:
+            if error is not None:
+                report.failures.append((str(f), error))
                 count_one()
+            else:
+                images.append((f, image))
+        pixels = [im for _, im in images]
+        if parts:
+            rows = (write_parts(out, stems[f], image, labels, kinds)
+                    for (f, image), labels in zip(images, parts_labels(segmenter, pixels, parts)))
+        else:
+            # One result at a time, so outputs land (and progress moves) per image, not per batch.
+            one_by_one = getattr(segmenter, "iter_batch", segmenter.segment_batch)
+            rows = (write_outputs(out, stems[f], image, result, kinds)
+                    for (f, image), result in zip(images, one_by_one(pixels)))
+        for (f, _), row in zip(images, rows):
+            row = {"input": str(f), **row}
+            report.results.append(row)
+            if on_image:
+                on_image(row)
+            count_one()
+
+
+def prefetched(load: Callable, batches: list):
+    """load(batch) for each batch in order, the next one loading in a second thread while the caller
+    works on the current one: decoding a JPEG runs outside the GIL, so a folder costs about
+    max(decode, segment) per image, not the sum. The thread is a daemon, so Ctrl-C never waits
+    for it; an error in it is raised here."""
+    import threading
+
+    def start(batch):
+        box: dict = {}
+
+        def run():
+            try:
+                box["value"] = load(batch)
+            except BaseException as exc:  # handed to the caller's thread
+                box["error"] = exc
+
+        thread = threading.Thread(target=run, daemon=True)
+        thread.start()
+        return thread, box
+
+    upcoming = start(batches[0]) if batches else None
+    for index in range(len(batches)):
+        thread, box = upcoming
+        thread.join()
+        upcoming = start(batches[index + 1]) if index + 1 < len(batches) else None
+        if "error" in box:
+            raise box["error"]
+        yield box["value"]
 
 
 def write_kinds(out, stem: str, kinds: tuple[str, ...], picture: Callable[[str], np.ndarray | None]) -> dict:

@@ -206,7 +206,8 @@ def test_cache_dir_default_is_shown_in_help():
     for command in ("segment", "eval"):
         proc = subprocess.run([PYTHON, "-m", "segtool", command, "--help"], capture_output=True, text=True,
                               env={**subprocess_env(), "COLUMNS": "200"}, timeout=60)
-        assert proc.returncode == 0 and "$SEGTOOL_CACHE, else ~/.cache/segtool" in proc.stdout, proc.stdout
+        text = " ".join(proc.stdout.split())  # the help wraps at the terminal's width
+        assert proc.returncode == 0 and "$SEGTOOL_CACHE, else ~/.cache/segtool" in text, proc.stdout
 
 
 def test_watch_segments_existing_and_new_images_until_ctrl_c(tiny_model, tmp_path):
@@ -266,3 +267,30 @@ def test_watch_needs_one_folder(photo, tmp_path, capsys):
     assert code == 2 and "--watch takes one folder" in err
     code, _, err = run_cli(capsys, "segment", photo.parent, "--watch", "-o", "-")
     assert code == 2 and len(lines(err)) == 1
+
+
+def test_the_next_batch_is_read_while_this_one_is_segmented():
+    import threading
+
+    from segtool.segment_files import prefetched
+
+    started, finished = {}, {}
+
+    def load(batch):
+        started[batch[0]] = time.monotonic()
+        return [x * 10 for x in batch]
+
+    out = []
+    for i, loaded in enumerate(prefetched(load, [[0, 1], [2], [3, 4]])):
+        time.sleep(0.2)  # the caller segmenting batch i
+        finished[i] = time.monotonic()
+        out.append(loaded)
+    assert out == [[0, 10], [20], [30, 40]]
+    assert started[2] < finished[0] and started[3] < finished[1]  # loaded during the previous batch's work
+
+    def broken(batch):
+        raise RuntimeError("decoder crashed")
+
+    with pytest.raises(RuntimeError, match="decoder crashed"):
+        list(prefetched(broken, [[1]]))
+    assert not [t for t in threading.enumerate() if t.daemon is False and t is not threading.main_thread()]
