@@ -25,7 +25,7 @@ def main(argv: list[str] | None = None) -> int:
     Image.fromarray(data.chelsea()).save(sample)
     from segtool.cli.app import main as cli_main
 
-    cli_main(["segment", str(sample), "--out", str(out)])
+    cli_main(["segment", str(sample), "--out", str(out), "-v"])  # -v: the foreground share and the files written
     return 0
 
 
