@@ -179,6 +179,12 @@ class SCVAEConfig:
         lista = self.code_dim * self.num_atoms * 2 + self.num_atoms ** 2 + self.num_atoms
         return int(encoder + decoder + ends + lista)
 
+    def describe(self) -> str:
+        """The architecture in one line (a dry run of training prints it)."""
+        return (f"d={self.d}, C'={self.base_channels} -> C''={self.max_channels} (widths "
+                f"{[self.base_channels * m for m in self.multipliers]}), n={self.code_dim}, K={self.num_atoms}, "
+                f"s={self.lista_steps}, LISTA {self.lista_mode}, alpha={self.alpha}")
+
     @property
     def multipliers(self) -> tuple[int, ...]:
         if self.channel_mult is not None:
