@@ -17,7 +17,8 @@ draw) as the temperature parameter c grows, differentiable in gamma for finite c
 
 Against posterior collapse the paper warms the slab up: for the first steps the slab mean and
 log-variance are scaled by lambda, which rises linearly from 0 to 1 between `warmup_start`
-and `warmup_end`, so early codes can carry information only through which atoms are on.
+and `warmup_end`, so early codes can carry information only through which atoms are on (the KL
+is of the unscaled posterior throughout, as in the authors' code).
 
 The deterministic codes segmentation uses are the slab means of the atoms more likely on
 than off: z = mu [gamma > 1/2]. A linear map (the analogue of SC-VAE's dictionary D) takes
