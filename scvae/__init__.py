@@ -22,6 +22,7 @@ _EXPORTS = {
     "LISTA": "lista",
     "SCVAE": "model", "SCVAEOutput": "model",
     "DEFAULT_MODEL": "registry", "available_models": "registry", "load": "registry",
+    "VSC": "vsc", "VSCConfig": "config", "build_model": "checkpoint",
     "fista": "sparse", "hoyer_sparsity": "sparse", "ista": "sparse", "lasso_energy": "sparse",
     "soft_threshold": "sparse",
 }

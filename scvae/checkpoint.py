@@ -17,6 +17,7 @@ import torch
 from .config import SCVAEConfig
 from .fileio import atomic_write_bytes, atomic_write_text
 from .model import SCVAE
+from .vsc import VSC, VSCConfig
 
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
@@ -30,7 +31,7 @@ class CheckpointError(ValueError):
 # Backbones a checkpoint can hold: model_type -> (config class, model class). The type is stored in
 # the weights' metadata, so a second backbone plugs in with one `register_model_type` call and no
 # new branches here; checkpoints without the field are SC-VAEs (every checkpoint written before it).
-MODEL_TYPES: dict[str, tuple[type, type]] = {"scvae": (SCVAEConfig, SCVAE)}
+MODEL_TYPES: dict[str, tuple[type, type]] = {"scvae": (SCVAEConfig, SCVAE), "vsc": (VSCConfig, VSC)}
 DEFAULT_MODEL_TYPE = "scvae"
 
 
@@ -38,6 +39,21 @@ def register_model_type(name: str, config_cls: type, model_cls: type) -> None:
     """Make checkpoints of another backbone loadable: `config_cls.from_dict(dict)` builds its config,
     `model_cls(config)` the module, and `model_cls.model_type` names it when saving."""
     MODEL_TYPES[name] = (config_cls, model_cls)
+
+
+def config_class(model_type: str) -> type:
+    """The config class of a registered backbone (ValueError naming the known ones otherwise)."""
+    if model_type not in MODEL_TYPES:
+        raise ValueError(f"model type {model_type!r} is not known here (known: {', '.join(MODEL_TYPES)})")
+    return MODEL_TYPES[model_type][0]
+
+
+def build_model(config):
+    """A fresh module of the backbone whose config class `config` is an instance of (exactly)."""
+    for config_cls, model_cls in MODEL_TYPES.values():
+        if type(config) is config_cls:
+            return model_cls(config)
+    raise ValueError(f"no registered model type has the config class {type(config).__name__}")
 
 
 def model_type_of(model) -> str:
@@ -59,9 +75,10 @@ def save_model(model: SCVAE, directory: str | os.PathLike, extra_metadata: dict[
 
 
 def _config_from_json(text: str, source: Path, model_type: str = DEFAULT_MODEL_TYPE):
-    if model_type not in MODEL_TYPES:
-        raise CheckpointError(f"{source}: model type {model_type!r} is not known here (known: {', '.join(MODEL_TYPES)})")
-    config_cls = MODEL_TYPES[model_type][0]
+    try:
+        config_cls = config_class(model_type)
+    except ValueError as exc:
+        raise CheckpointError(f"{source}: {exc}") from None
     try:
         return config_cls.from_dict(json.loads(text))
     except (json.JSONDecodeError, TypeError, ValueError) as exc:

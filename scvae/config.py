@@ -180,6 +180,12 @@ class SCVAEConfig:
         lista = self.code_dim * self.num_atoms * 2 + self.num_atoms ** 2 + self.num_atoms
         return int(encoder + decoder + ends + lista)
 
+    def describe(self) -> str:
+        """The architecture in one line (a dry run of training prints it)."""
+        return (f"d={self.d}, C'={self.base_channels} -> C''={self.max_channels} (widths "
+                f"{[self.base_channels * m for m in self.multipliers]}), n={self.code_dim}, K={self.num_atoms}, "
+                f"s={self.lista_steps}, LISTA {self.lista_mode}, alpha={self.alpha}")
+
     @property
     def multipliers(self) -> tuple[int, ...]:
         if self.channel_mult is not None:
@@ -237,3 +243,53 @@ def preset(name: str) -> SCVAEConfig:
         return dataclasses.replace(PRESETS[name])
     except KeyError:
         raise ValueError(f"unknown model preset {name!r}; known presets: {', '.join(PRESETS)}") from None
+
+
+# The VSC backbone's settings live here, beside SC-VAE's, so that a recipe naming `type: vsc` is
+# checked without torch; the model is scvae.vsc.VSC.
+@dataclass
+class VSCConfig(SCVAEConfig):
+    """SC-VAE's architecture fields (d, widths, n = code_dim, K = num_atoms; the LISTA fields are
+    unused) and the VSC prior, relaxation and warm-up.
+
+    spike_prior:   alpha, the prior probability that an atom is on.
+    temperature:   c of the relaxed spike sigmoid(c (u - 1 + gamma)); larger is sharper.
+    beta:          weight of the KL (mean per latent entry) against the per-pixel MSE.
+    warmup_start, warmup_end: the slab warm-up's steps (lambda 0 -> 1); equal values: no warm-up.
+    """
+
+    spike_prior: float = 0.2
+    temperature: float = 50.0
+    beta: float = 0.01
+    warmup_start: int = 0
+    warmup_end: int = 0
+
+    def validate(self) -> None:
+        super().validate()
+        problems = []
+        if not 0.0 < self.spike_prior < 1.0:
+            problems.append(f"spike_prior (alpha) must be in (0, 1), got {self.spike_prior}")
+        if not (math.isfinite(self.temperature) and 0.0 < self.temperature <= 1e4):
+            problems.append(f"temperature must be in (0, 10000], got {self.temperature}")
+        if not (math.isfinite(self.beta) and 0.0 <= self.beta <= 1e6):
+            problems.append(f"beta must be in [0, 1e6], got {self.beta}")
+        if not 0 <= self.warmup_start <= self.warmup_end:
+            problems.append(f"need 0 <= warmup_start <= warmup_end, got {self.warmup_start}, {self.warmup_end}")
+        if problems:
+            raise ValueError("invalid VSC config: " + "; ".join(problems))
+
+    def describe(self) -> str:
+        return (f"VSC d={self.d}, C'={self.base_channels} -> C''={self.max_channels}, n={self.code_dim}, "
+                f"K={self.num_atoms}, spike prior alpha={self.spike_prior}, c={self.temperature}, beta={self.beta}, "
+                f"slab warm-up steps {self.warmup_start}..{self.warmup_end}")
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "VSCConfig":
+        from .config import from_known_keys
+
+        return from_known_keys(cls, data, "VSC config")
+
+
+# The config class of each backbone by name, torch-free (scvae.checkpoint.MODEL_TYPES pairs them with
+# their modules).
+CONFIG_TYPES: dict[str, type] = {"scvae": SCVAEConfig, "vsc": VSCConfig}

@@ -40,13 +40,11 @@ class SCVAE(nn.Module):
         super().__init__()
         config.validate()
         self.config = config
-        mult = config.multipliers
-        self.encoder = Encoder(config.in_channels, config.base_channels, mult, config.num_res_blocks,
-                               config.code_dim, config.attn_levels, config.dropout)
+        # Registered in this order (encoder, LISTA, decoder): an optimiser's saved state follows it.
+        self.encoder, decoder = encoder_and_decoder(config)
         self.lista = LISTA(overcomplete_dct(config.code_dim, config.num_atoms), steps=config.lista_steps,
                            alpha=config.alpha, mode=config.lista_mode)
-        self.decoder = Decoder(config.in_channels, config.base_channels, mult, config.num_res_blocks,
-                               config.code_dim, config.attn_levels, config.dropout)
+        self.decoder = decoder
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """E(x) as a channels-last grid [B, h, w, n]."""
@@ -93,15 +91,33 @@ class SCVAE(nn.Module):
         return {"loss": total, "recon": recon, "latent": latent, "l1": l1}
 
     def _check_input(self, x: torch.Tensor) -> None:
-        if x.ndim != 4 or x.shape[1] != self.config.in_channels:
-            raise ValueError(f"expected images [B, {self.config.in_channels}, H, W], got {tuple(x.shape)}")
-        f = self.config.downsample_factor
-        if x.shape[-1] % f or x.shape[-2] % f:
-            raise ValueError(f"image size {tuple(x.shape[-2:])} must be divisible by 2^d = {f}")
+        check_images(x, self.config)
 
     def num_parameters(self) -> dict[str, int]:
-        def count(m: nn.Module) -> int:
-            return sum(p.numel() for p in m.parameters())
-        parts = {"encoder": count(self.encoder), "lista": count(self.lista), "decoder": count(self.decoder)}
-        parts["total"] = sum(parts.values())
-        return parts
+        return parameter_counts(encoder=self.encoder, lista=self.lista, decoder=self.decoder)
+
+
+def encoder_and_decoder(config: SCVAEConfig) -> tuple[Encoder, Decoder]:
+    """The VQGAN-layout encoder (image -> n channels) and decoder (n channels -> image) of a config."""
+    mult = config.multipliers
+    encoder = Encoder(config.in_channels, config.base_channels, mult, config.num_res_blocks, config.code_dim,
+                      config.attn_levels, config.dropout)
+    decoder = Decoder(config.in_channels, config.base_channels, mult, config.num_res_blocks, config.code_dim,
+                      config.attn_levels, config.dropout)
+    return encoder, decoder
+
+
+def check_images(x: torch.Tensor, config: SCVAEConfig) -> None:
+    """A ValueError unless x is a batch [B, C, H, W] the model's config accepts."""
+    if x.ndim != 4 or x.shape[1] != config.in_channels:
+        raise ValueError(f"expected images [B, {config.in_channels}, H, W], got {tuple(x.shape)}")
+    f = config.downsample_factor
+    if x.shape[-1] % f or x.shape[-2] % f:
+        raise ValueError(f"image size {tuple(x.shape[-2:])} must be divisible by 2^d = {f}")
+
+
+def parameter_counts(**parts: nn.Module) -> dict[str, int]:
+    """Parameters per named part, and their total."""
+    counts = {name: sum(p.numel() for p in module.parameters()) for name, module in parts.items()}
+    counts["total"] = sum(counts.values())
+    return counts

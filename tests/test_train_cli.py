@@ -13,7 +13,8 @@ from segtool.training.recipe import available_recipes, load_recipe
 
 from conftest import tiny_config
 
-SHIPPED = ["small-cpu", "imagenet", "ffhq", "imagenet-d4", "imagenet-d6", "imagenet-d8", "default-cpu", "wide48-cpu"]
+SHIPPED = ["small-cpu", "imagenet", "ffhq", "imagenet-d4", "imagenet-d6", "imagenet-d8", "default-cpu", "wide48-cpu",
+           "vsc-cpu", "vsc-imagenet"]
 
 
 @pytest.fixture(autouse=True)
@@ -158,7 +159,7 @@ def test_shipped_recipes_parse(name):
     assert name in available_recipes()
     recipe = load_recipe(name)
     assert recipe.train.max_steps or recipe.train.epochs
-    scvae.SCVAEConfig.from_dict(recipe.model.to_dict())  # a valid architecture
+    type(recipe.model).from_dict(recipe.model.to_dict())  # a valid architecture of its backbone
 
 
 def test_progress_display_is_closed_when_training_stops_early(tmp_path, monkeypatch):
@@ -198,7 +199,7 @@ def test_progress_display_is_closed_when_training_stops_early(tmp_path, monkeypa
     assert hidden >= 0 and shown > hidden  # the cursor was hidden, then shown again
 
 
-GPU_RECIPES = ["imagenet", "imagenet-d4", "imagenet-d6", "imagenet-d8", "ffhq"]
+GPU_RECIPES = ["imagenet", "imagenet-d4", "imagenet-d6", "imagenet-d8", "ffhq", "vsc-imagenet"]
 
 
 @pytest.mark.parametrize("name", SHIPPED)

@@ -24,7 +24,7 @@ from typing import Callable, Protocol, Sequence
 import torch
 from torch.utils.data import DataLoader
 
-from ..checkpoint import CheckpointError
+from ..checkpoint import CheckpointError, build_model
 from ..config import SCVAEConfig, from_known_keys
 from ..fileio import atomic_write_text
 from ..model import SCVAE
@@ -272,7 +272,7 @@ class Trainer:
         if cfg.deterministic:
             torch.use_deterministic_algorithms(True)
         torch.manual_seed(cfg.seed)
-        model = SCVAE(self.model_config).to(env.device)
+        model = build_model(self.model_config).to(env.device)
         optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
         total = self.total_steps(env)
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg, cfg.schedule_steps or total))
@@ -335,20 +335,25 @@ class Trainer:
             loader = training_loader(self.dataset, sampler, num_workers, cfg.seed, pin_memory=env.device.type == "cuda")
             for batch in loader:
                 x = batch.to(env.device, non_blocking=True)
+                if hasattr(model, "begin_step"):
+                    model.begin_step(step)   # a backbone's schedule by step, e.g. VSC's slab warm-up
                 with torch.autocast(device_type=env.device.type, dtype=torch.bfloat16, enabled=use_amp):
                     out = train_model(x)
                 parts = model.loss(x, out)
                 optimizer.zero_grad(set_to_none=True)
                 parts["loss"].backward()
                 grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip or float("inf"))
-                # One all-reduce carries the metrics, a non-finite flag and the stop request.
-                flags = torch.stack([parts["loss"].detach(), parts["recon"].detach(), parts["latent"].detach(),
-                                     parts["l1"].detach(), grad_norm.detach().float(),
+                # One all-reduce carries the loss terms (whichever the backbone's loss names), the
+                # gradient norm, a non-finite flag and the stop request.
+                terms = sorted(parts)
+                flags = torch.stack([*(parts[k].detach().float() for k in terms), grad_norm.detach().float(),
                                      torch.tensor(0.0 if torch.isfinite(parts["loss"]) and torch.isfinite(grad_norm) else 1.0,
                                                   device=env.device),
                                      torch.tensor(1.0 if stop.requested else 0.0, device=env.device)]).float()
                 flags = all_reduce_mean(flags, env)
-                if flags[5] > 0:
+                reduced = dict(zip(terms, flags.tolist()))
+                grad_norm_mean, not_finite, stop_requested = flags[len(terms):].tolist()
+                if not_finite > 0:
                     raise TrainingDiverged(
                         f"loss or gradients became NaN/inf at step {step + 1}; the last good checkpoint is "
                         f"{last_saved or 'none (nothing saved yet)'}. Lower the learning rate or set gradient clipping, then resume from that checkpoint.")
@@ -362,9 +367,8 @@ class Trainer:
                 if env.is_main and (step % cfg.log_every == 0 or step == total or step == first_step):
                     now = time.perf_counter()
                     images_per_s = window_images / max(1e-9, now - window_t)
-                    metrics = {"step": step, "epoch": step / sampler.steps_per_epoch, "loss": float(flags[0]),
-                               "recon": float(flags[1]), "latent": float(flags[2]), "l1": float(flags[3]),
-                               "grad_norm": float(flags[4]), "lr": scheduler.get_last_lr()[0],
+                    metrics = {"step": step, "epoch": step / sampler.steps_per_epoch, **reduced,
+                               "grad_norm": grad_norm_mean, "lr": scheduler.get_last_lr()[0],
                                "images_per_s": images_per_s, "resolution": x.shape[-1],
                                "active": active_fraction(out.codes),
                                "elapsed_s": elapsed_before + now - t_start, **speed.measures(x.shape[-1], images_per_s)}
@@ -372,9 +376,9 @@ class Trainer:
                     self.hooks.on_step(step, metrics)
                     window_t, window_images = now, 0
                 elif env.is_main:
-                    self.hooks.on_step(step, {"step": step, "loss": float(flags[0])})
+                    self.hooks.on_step(step, {"step": step, "loss": reduced["loss"]})
 
-                stopping = flags[6] > 0
+                stopping = stop_requested > 0
                 if step % cfg.ckpt_every == 0 or step == total or stopping:
                     elapsed = elapsed_before + time.perf_counter() - t_start
                     last_saved = self._checkpoint(env, model, optimizer, scheduler, step, elapsed)

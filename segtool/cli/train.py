@@ -19,7 +19,7 @@ console = Console(stderr=True, soft_wrap=True)
 def describe_model(recipe: Recipe) -> dict:
     import scvae
 
-    model = scvae.SCVAE(recipe.model)
+    model = scvae.build_model(recipe.model)
     counts = model.num_parameters()
     h, w = recipe.model.code_grid(256, 256)
     th, tw = recipe.model.code_grid(recipe.train.resolution, recipe.train.resolution)
@@ -34,11 +34,10 @@ def print_dry_run(recipe: Recipe) -> None:
     info = describe_model(recipe)
     cfg = recipe.model
     table = Table(title=f"recipe {recipe.name}: {recipe.source}", show_header=False)
-    table.add_row("model", f"d={cfg.d}, C'={cfg.base_channels} -> C''={cfg.max_channels} "
-                  f"(widths {info['channels']}), n={cfg.code_dim}, K={cfg.num_atoms}, s={cfg.lista_steps}, "
-                  f"LISTA {cfg.lista_mode}, alpha={cfg.alpha}")
+    table.add_row("model", cfg.describe())
     p = info["parameters"]
-    table.add_row("parameters", f"{p['total']:,} (encoder {p['encoder']:,}, LISTA {p['lista']:,}, decoder {p['decoder']:,})")
+    parts = ", ".join(f"{'LISTA' if name == 'lista' else name} {count:,}" for name, count in p.items() if name != "total")
+    table.add_row("parameters", f"{p['total']:,} ({parts})")
     table.add_row("codes", f"{'x'.join(map(str, info['codes_at_256']))} for a 256x256 input; "
                   f"{'x'.join(map(str, info['codes_at_train_resolution']))} at the training resolution "
                   f"{recipe.train.resolution}")
@@ -96,8 +95,8 @@ class RichHooks:
     def on_step(self, step: int, metrics: dict) -> None:
         if "images_per_s" in metrics:
             mfu = f" | MFU {100 * metrics['mfu']:.1f}%" if "mfu" in metrics else ""
-            stats = (f"loss {metrics['loss']:.4f} recon {metrics['recon']:.4f} latent {metrics['latent']:.4f} "
-                     f"| {metrics['images_per_s']:.1f} img/s{mfu} | {metrics['resolution']}px")
+            terms = " ".join(f"{k} {metrics[k]:.4f}" for k in ("loss", "recon", "latent", "kl") if k in metrics)
+            stats = f"{terms} | {metrics['images_per_s']:.1f} img/s{mfu} | {metrics['resolution']}px"
             self.progress.update(self.task, completed=step, stats=stats)
             if not self.interactive and time.monotonic() - self.last_print > 30:
                 console.print(f"step {step}: {stats}")

@@ -32,8 +32,9 @@ def plot_training_log(log_path: Path, png_path: Path) -> Path | None:
     fig, axes = plt.subplots(1, 2 if has_val else 1, figsize=(11 if has_val else 6, 4), squeeze=False)
     ax = axes[0][0]
     x = [r["step"] for r in steps]
-    for key in ("loss", "recon", "latent"):
-        ax.plot(x, [r[key] for r in steps], label=key, linewidth=1)
+    for key in ("loss", "recon", "latent", "kl"):   # the terms the backbone's loss has
+        if all(key in r for r in steps):
+            ax.plot(x, [r[key] for r in steps], label=key, linewidth=1)
     ax.set_yscale("log")
     ax.set_xlabel("step")
     ax.set_title("training loss")

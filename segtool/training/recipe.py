@@ -2,7 +2,8 @@
 
 `segtool train imagenet` resolves the shipped `recipes/imagenet.yaml`; a path works too.
 `--set section.key=value` overrides any entry (values parsed as YAML: 4, 1e-4, [64, 128], true).
-The `model` section names a preset and overrides its fields: `{preset: paper-d3, d: 4}`.
+The `model` section names a preset and overrides its fields: `{preset: paper-d3, d: 4}`; `type`
+picks another registered backbone on the same architecture (`{type: vsc, preset: small-d3}`).
 `meant_for: gpu | cpu` says which machine the recipe was sized for (the CLI refuses to start a
 GPU recipe on a CPU without being told to).
 """
@@ -30,7 +31,7 @@ class RecipeError(ValueError):
 class Recipe:
     name: str
     source: str
-    model: object          # scvae.SCVAEConfig
+    model: object          # scvae.SCVAEConfig, or another backbone's config (scvae.VSCConfig)
     data: DataConfig
     train: object          # scvae.training.trainer.TrainConfig
     out: str
@@ -91,10 +92,24 @@ def build_recipe(name: str, source: str, raw: dict) -> Recipe:
         if raw.get(section) is not None and not isinstance(raw[section], dict):
             raise RecipeError(f"{source}: {section} must be a mapping of keys to values (e.g. {section}: {{key: value}}), "
                               f"got {raw[section]!r}")
+    from scvae.config import CONFIG_TYPES
+
+    def config_class(name: str) -> type:
+        if name in CONFIG_TYPES:
+            return CONFIG_TYPES[name]  # the shipped backbones: no torch needed to check the recipe
+        from scvae.checkpoint import config_class as registered  # a backbone registered at run time
+
+        return registered(name)
+
     model_raw = dict(raw.get("model") or {})
     preset_name = model_raw.pop("preset", None)
+    model_type = model_raw.pop("type", "scvae")
     try:
+        config_cls = config_class(str(model_type))
         base = scvae.preset(preset_name) if preset_name else scvae.SCVAEConfig()
+        if config_cls is not type(base):
+            # Presets are SC-VAE architectures; another backbone's config extends those fields.
+            base = config_cls(**{f.name: getattr(base, f.name) for f in dataclasses.fields(base)})
         fields = {f.name for f in dataclasses.fields(base)}
         bad = sorted(set(model_raw) - fields)
         if bad:
