@@ -294,3 +294,20 @@ def test_the_next_batch_is_read_while_this_one_is_segmented():
     with pytest.raises(RuntimeError, match="decoder crashed"):
         list(prefetched(broken, [[1]]))
     assert not [t for t in threading.enumerate() if t.daemon is False and t is not threading.main_thread()]
+
+
+def test_a_watch_started_with_sigint_ignored_still_stops_on_sigint_and_sigterm(tmp_path):
+    """A watch launched in the background by a script inherits SIGINT ignored; it must still stop."""
+    folder = tmp_path / "inbox"
+    folder.mkdir()
+    for stop in (signal.SIGINT, signal.SIGTERM):
+        argv = [PYTHON, "-m", "segtool", "segment", str(folder), "--watch", "-o", str(tmp_path / "out")]
+        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=subprocess_env(),
+                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+        deadline = time.monotonic() + 60
+        line = ""
+        while "watching" not in line and time.monotonic() < deadline:
+            line = proc.stderr.readline()
+        proc.send_signal(stop)
+        _, stderr = proc.communicate(timeout=60)
+        assert proc.returncode == 130 and "stopped watching" in stderr, stderr

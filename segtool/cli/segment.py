@@ -221,15 +221,30 @@ def _watch(folder: Path, options, extractor, out, kinds, max_pixels, screen: Scr
         counts["failed"] += 1
         say(_failure_line(item, error))
 
-    if not screen.quiet:
-        say(f"watching {escape(str(folder))} for images (Ctrl-C to stop); outputs in {escape(str(out))}")
+    _stop_on_interrupt_or_term()
     try:
+        if not screen.quiet:
+            say(f"watching {escape(str(folder))} for images (Ctrl-C to stop); outputs in {escape(str(out))}")
         watch_folder(folder, segmenter, target, kinds=kinds, max_pixels=max_pixels,
                      batch_size=extractor["batch_size"], on_image=each, on_failure=failed, parts=parts)
     except KeyboardInterrupt:
         raise Interrupted(f"stopped watching {folder}: {counts['segmented']} segmented, "
                           f"{counts['failed']} failed") from None
     return 0
+
+
+def _stop_on_interrupt_or_term() -> None:
+    """A watch runs until stopped: Ctrl-C, or SIGTERM from a service manager or `kill`. Python
+    leaves SIGINT ignored when the process started with it ignored (a job launched in the
+    background by a script), and then Ctrl-C could never stop the watch: both signals are bound
+    here explicitly."""
+    import signal
+
+    def stop(signum, frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
 
 
 def say(text: str) -> None:
