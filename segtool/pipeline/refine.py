@@ -77,15 +77,22 @@ def superpixel_snap(image: np.ndarray, soft: np.ndarray, cell: float) -> np.ndar
 
 def clean_mask(mask: np.ndarray, fill_holes: bool = False, min_part: float = 0.0) -> np.ndarray:
     """Fill enclosed holes and drop foreground parts smaller than `min_part` of the image
-    (the largest part always stays): objects are mostly solid, specks are mostly noise."""
-    from scipy import ndimage as ndi
+    (the largest part always stays): objects are mostly solid, specks are mostly noise.
 
-    if fill_holes:
-        mask = ndi.binary_fill_holes(mask)
+    Connected parts and holes are 4-connected, as scipy.ndimage's defaults; OpenCV computes them
+    (importing scipy.ndimage cost a third of a second of every cold start)."""
+    import cv2
+
+    mask = mask.astype(bool)
+    if fill_holes and not mask.all():
+        # A hole is a background part that does not touch the image's edge.
+        n, parts = cv2.connectedComponents((~mask).astype(np.uint8), connectivity=4)
+        edge = np.unique(np.concatenate([parts[0], parts[-1], parts[:, 0], parts[:, -1]]))
+        mask = mask | ~np.isin(parts, edge)
     if min_part > 0 and mask.any():
-        parts, n = ndi.label(mask)
-        if n > 1:
-            sizes = ndi.sum(mask, parts, np.arange(1, n + 1))
+        n, parts, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=4)
+        if n > 2:
+            sizes = stats[1:, cv2.CC_STAT_AREA]
             keep = np.flatnonzero((sizes >= min_part * mask.size) | (sizes == sizes.max())) + 1
             mask = np.isin(parts, keep)
     return mask
