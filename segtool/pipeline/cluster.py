@@ -20,7 +20,7 @@ def principal_projection(features: np.ndarray, keep_variance: float = 0.99) -> n
 
     Clustering cost grows with C; SC-VAE grids (256 atoms + colour + position) keep 99% of their
     variance in about 50 components, so K-means runs about four times faster on nearly the same
-    distances. Float32: the distances do not need more, and BLAS runs twice as fast."""
+    distances. The projection is returned in float32 (K-means computes in float64)."""
     x = features.astype(np.float64)
     if keep_variance >= 1.0:
         return x
@@ -53,17 +53,16 @@ def kmeans_labels(features: np.ndarray, k: int, seed: int = 0, n_init: int = 4, 
     rng = np.random.default_rng(seed)
     # sklearn's tolerance: relative to the data's mean variance per dimension.
     threshold = tol * float(np.mean(np.var(x, axis=0)))
+    norms = (x * x).sum(axis=1)  # every distance below reuses the cells' squared norms
     best_labels, best_inertia = None, np.inf
     for _ in range(n_init):
-        labels, inertia = _lloyd(x, _kmeans_plusplus(x, k, rng), max_iter, threshold)
+        labels, inertia = _lloyd(x, _kmeans_plusplus(x, k, rng, norms), max_iter, threshold, norms)
         if inertia < best_inertia:
             best_labels, best_inertia = labels, inertia
     return _relabel_by_first_appearance(best_labels)
 
 
-def _squared_distances(x: np.ndarray, centres: np.ndarray, x_norms: np.ndarray | None = None) -> np.ndarray:
-    if x_norms is None:
-        x_norms = (x * x).sum(axis=1)
+def _squared_distances(x: np.ndarray, centres: np.ndarray, x_norms: np.ndarray) -> np.ndarray:
     d2 = x @ centres.T
     d2 *= -2.0
     d2 += x_norms[:, None]
@@ -71,12 +70,11 @@ def _squared_distances(x: np.ndarray, centres: np.ndarray, x_norms: np.ndarray |
     return np.maximum(d2, 0.0, out=d2)
 
 
-def _kmeans_plusplus(x: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
+def _kmeans_plusplus(x: np.ndarray, k: int, rng: np.random.Generator, norms: np.ndarray) -> np.ndarray:
     """Greedy k-means++ (Arthur and Vassilvitskii 2007, as sklearn does it): each new centre is the
     best of 2 + log(k) candidates drawn with probability proportional to squared distance."""
     n = len(x)
     trials = 2 + int(np.log(k))
-    norms = (x * x).sum(axis=1)
     centres = [x[rng.integers(n)]]
     closest = _squared_distances(x, centres[0][None, :], norms)[:, 0]
     potential = closest.sum()
@@ -94,10 +92,10 @@ def _kmeans_plusplus(x: np.ndarray, k: int, rng: np.random.Generator) -> np.ndar
     return np.array(centres)
 
 
-def _lloyd(x: np.ndarray, centres: np.ndarray, max_iter: int, threshold: float) -> tuple[np.ndarray, float]:
+def _lloyd(x: np.ndarray, centres: np.ndarray, max_iter: int, threshold: float,
+           norms: np.ndarray) -> tuple[np.ndarray, float]:
     k = len(centres)
     labels = None
-    norms = (x * x).sum(axis=1)
     for _ in range(max_iter):
         d2 = _squared_distances(x, centres, norms)
         new_labels = d2.argmin(axis=1)
