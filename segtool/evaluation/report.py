@@ -47,13 +47,11 @@ def example_strip(image: np.ndarray, truth: np.ndarray, mask: np.ndarray) -> np.
 def write_examples(plan, summary: dict, rows: list[dict], out: Path) -> dict:
     """PNG strips of the best, median and worst image per (set, method); returns
     {(set, method): [(which, iou, relative path)]}."""
-    from PIL import Image
-
     from scvae.fileio import atomic_write_bytes
     from segtool.evaluation.noise import add_gaussian_noise
-    from segtool.evaluation.results import safe_name
     from segtool.evaluation.protocol import iem_crop
-    import io
+    from segtool.evaluation.results import safe_name
+    from segtool.io.outputs import encode_png
 
     noise = min(plan.noise_levels)
     methods = dict(plan.methods)
@@ -70,9 +68,7 @@ def write_examples(plan, summary: dict, rows: list[dict], out: Path) -> dict:
                 image = add_gaussian_noise(image, noise, plan.seed, int(row["index"]))
                 mask = methods[label].segment(image).mask
                 relative = Path("report") / safe_name(reader.name) / f"{safe_name(label)}-{which}.png"
-                buffer = io.BytesIO()
-                Image.fromarray(example_strip(image, truth, mask)).save(buffer, format="PNG")
-                atomic_write_bytes(out / relative, buffer.getvalue())
+                atomic_write_bytes(out / relative, encode_png(example_strip(image, truth, mask), relative))
                 shown.setdefault((reader.name, label), []).append((which, float(row["iou"]), row["id"], relative))
     return shown
 

@@ -237,7 +237,7 @@ def run_record(plan: EvalPlan) -> dict:
             "batch_size": plan.batch_size, "shard": list(plan.shard)}
 
 
-def plan_samples(plan: EvalPlan, reader, shard: tuple[int, int] | None = None) -> list[tuple[int, object]]:
+def plan_samples(plan: EvalPlan, reader) -> list[tuple[int, object]]:
     """(index, sample) pairs the plan evaluates; the index seeds the noise and marks the selection
     subset, so a shard's rows are the rows the unsharded run gives for the same images."""
     indexed = list(enumerate(reader.samples()[:: max(1, plan.stride)]))
@@ -246,7 +246,7 @@ def plan_samples(plan: EvalPlan, reader, shard: tuple[int, int] | None = None) -
         indexed = [(i, s) for i, s in indexed if (i % SELECTION_STRIDE == 0) == keep_selection]
     if plan.limit is not None:
         indexed = indexed[: plan.limit]
-    first, count = shard or plan.shard
+    first, count = plan.shard
     return indexed[first::count]
 
 
@@ -315,16 +315,11 @@ def plan_rows(plan: EvalPlan, out: Path) -> list[dict]:
 
 def save_eval_mask(out: Path, dataset: str, method: str, noise: float, image_id: str, mask: np.ndarray) -> Path:
     """masks/<set>/<method>/sigma-<noise>/<id>.png: 0/255 at the protocol crop's size."""
-    import io
-
-    from PIL import Image
-
     from scvae.fileio import atomic_write_bytes
+    from segtool.io.outputs import encode_png
 
     path = Path(out) / "masks" / safe_name(dataset) / safe_name(method) / f"sigma-{noise:g}" / f"{safe_name(image_id)}.png"
-    buffer = io.BytesIO()
-    Image.fromarray(mask.astype(np.uint8) * 255).save(buffer, format="PNG")
-    atomic_write_bytes(path, buffer.getvalue())
+    atomic_write_bytes(path, encode_png(mask.astype(np.uint8) * 255, path))
     return path
 
 
