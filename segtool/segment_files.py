@@ -257,6 +257,8 @@ def prefetched(load: Callable, batches: list):
 def write_kinds(out, stem: str, kinds: tuple[str, ...], picture: Callable[[str], np.ndarray | None]) -> dict:
     """`<stem>_<kind>.png` for each kind `picture(kind)` draws (None: this image has no such
     picture); returns {kind: path written}."""
+    if hasattr(out, "claim"):
+        out.claim([f"{stem}_{kind}.png" for kind in kinds])  # one ledger update for the image's files
     outputs = {}
     for kind in kinds:
         array = picture(kind)

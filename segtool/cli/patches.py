@@ -25,7 +25,7 @@ def run_patches(folder: str, *, k: int = 50, per_cluster: int = 12, limit: int |
     from segtool.io.outputs import OutputDir
 
     files = choose_images(folder, limit=limit)
-    output = OutputDir(out, [Path(folder)], label="--out")
+    output = OutputDir(out, files, label="--out")  # never the folder an image is read from
     output.check_free(list(OUTPUT_NAMES), set())
 
     import numpy as np

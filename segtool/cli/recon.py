@@ -22,11 +22,11 @@ def run_recon(spec: str, models: list[str], *, data_root: Path | None = None, ho
     if not 16 <= size <= 1024:
         raise UsageError(f"--size {size}: give 16 to 1024 pixels (the side of the square crop)")
     check_device(device)
-    from segtool.analysis.image_sets import BENCHMARKS, choose_images
+    from segtool.analysis.image_sets import choose_images
     from segtool.io.outputs import OutputDir
 
     files = choose_images(spec, data_root, holdout, limit)
-    output = OutputDir(out, [] if spec in BENCHMARKS else [Path(spec.removeprefix("folder:"))], label="--out")
+    output = OutputDir(out, files, label="--out")  # never the folder an image is read from
     output.check_free([CSV_NAME, GRID_NAME], set())
 
     from segtool.analysis.perceptual import inception_metric, lpips_metric

@@ -119,14 +119,22 @@ class OutputDir:
     def write_png(self, name: str, array: np.ndarray) -> Path:
         return self.write_bytes(name, encode_png(array, self.path / name))
 
+    def claim(self, names: list[str]) -> None:
+        """Record `names` as segtool's before they are written: one ledger update for all of an
+        image's files, and none for names already recorded (the ledger is rewritten whole, so one
+        update per file made a folder run quadratic)."""
+        new = set(names) - self.owned
+        if new:
+            self.owned |= new
+            self._save_ledger()
+
     def write_bytes(self, name: str, data: bytes) -> Path:
         """Write one file whole and record it as segtool's (call `check_free` first)."""
         from scvae.fileio import atomic_write_bytes
 
+        self.claim([name])
         target = self.path / name
         atomic_write_bytes(target, data)
-        self.owned.add(name)
-        self._save_ledger()
         return target
 
 
@@ -174,8 +182,9 @@ def contrasting_colour(image: np.ndarray, mask: np.ndarray) -> tuple[int, int, i
     when the mask is empty): a red outline on a red flower would vanish."""
     import cv2
 
-    region = image[mask] if mask.any() else image.reshape(-1, 3)
-    mean = region.reshape(-1, 3).mean(axis=0).round().astype(np.uint8)
+    # cv2.mean with a mask: no copy of the foreground's pixels (0.4 s on a 12-megapixel photo)
+    mean = np.array(cv2.mean(np.ascontiguousarray(image[..., :3]), mask=mask.astype(np.uint8) if mask.any() else None)[:3])
+    mean = mean.round().astype(np.uint8)
     lab = cv2.cvtColor(np.vstack([OUTLINE_COLOURS, mean[None]])[None], cv2.COLOR_RGB2LAB)[0].astype(np.float32)
     distances = np.linalg.norm(lab[:-1] - lab[-1], axis=1)
     return tuple(int(c) for c in OUTLINE_COLOURS[int(distances.argmax())])
@@ -187,7 +196,7 @@ def overlay_image(image: np.ndarray, mask: np.ndarray, colour=None, alpha: float
     import cv2
 
     colour = contrasting_colour(image, mask) if colour is None else colour
-    out = image.astype(np.float32).copy()
+    out = image.astype(np.float32)
     tint = np.array(colour, dtype=np.float32)
     out[mask] = (1 - alpha) * out[mask] + alpha * tint
     out = out.clip(0, 255).astype(np.uint8)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from segtool.pipeline.cluster import kmeans_labels
+from segtool.pipeline.cluster import kmeans_labels, principal_projection
 
 
 def parts_labels(segmenter, images: list[np.ndarray], parts: int) -> list[np.ndarray]:
@@ -21,6 +21,7 @@ def parts_labels(segmenter, images: list[np.ndarray], parts: int) -> list[np.nda
         h, w, c = features.shape
         if parts > h * w:
             raise ValueError(f"{parts} parts is more than the {h}x{w} = {h * w} cells of the grid")
-        flat = kmeans_labels(features.reshape(h * w, c), parts, seed=segmenter.cfg.seed, n_init=segmenter.cfg.n_init)
+        projected = principal_projection(features.reshape(h * w, c), segmenter.cfg.keep_variance)  # as the masks'
+        flat = kmeans_labels(projected, parts, seed=segmenter.cfg.seed, n_init=segmenter.cfg.n_init)
         labels.append(flat.reshape(h, w))
     return labels

@@ -45,6 +45,9 @@ def _array_to_rgb(image: np.ndarray) -> np.ndarray:
         image = image[..., None]
     if image.ndim != 3 or image.shape[2] not in (1, 3, 4):
         raise InputError(f"an image array must be H x W, H x W x 3 (RGB) or H x W x 4 (RGBA), got shape {image.shape}")
+    if image.dtype == np.uint8 and image.shape[2] in (1, 3):
+        # Already 8-bit: no round trip through float (0.7 s on a 12-megapixel photo).
+        return np.ascontiguousarray(np.repeat(image, 3, axis=2) if image.shape[2] == 1 else image)
     if image.dtype == np.uint8:
         values = image.astype(np.float32)
     elif image.dtype == bool:
