@@ -56,11 +56,12 @@ class LISTA(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x: [..., n] -> sparse codes [..., K]."""
         w_e, s, theta = self.operators()
-        b = x @ w_e.T
+        # On a [cells, n] matrix each step is one fused multiply-add (addmm) and the threshold.
+        b = x.reshape(-1, x.shape[-1]) @ w_e.T
         z = soft_threshold(b, theta)
         for _ in range(self.steps - 1):
-            z = soft_threshold(b + z @ s.T, theta)
-        return z
+            z = soft_threshold(torch.addmm(b, z, s.T), theta)
+        return z.reshape(*x.shape[:-1], z.shape[-1])
 
     def reconstruct(self, z: torch.Tensor) -> torch.Tensor:
         """D Z: codes [..., K] back to the encoder space [..., n]."""

@@ -46,14 +46,15 @@ class SCVAE(nn.Module):
                            alpha=config.alpha, mode=config.lista_mode)
         self.decoder = decoder
 
-    def encode(self, x: torch.Tensor) -> torch.Tensor:
-        """E(x) as a channels-last grid [B, h, w, n]."""
+    def encode(self, x: torch.Tensor, bfloat16_levels: int = 0) -> torch.Tensor:
+        """E(x) as a channels-last grid [B, h, w, n]; bfloat16_levels as Encoder.forward takes it."""
         self._check_input(x)
-        return self.encoder(x).permute(0, 2, 3, 1)
+        return self.encoder(x, bfloat16_levels).permute(0, 2, 3, 1)
 
-    def sparse_codes(self, x: torch.Tensor) -> torch.Tensor:
-        """The h x w x K codes segmentation uses: [B, h, w, K]."""
-        return self._sparse_code(self.encode(x))[0]
+    def sparse_codes(self, x: torch.Tensor, bfloat16_levels: int = 0) -> torch.Tensor:
+        """The h x w x K codes segmentation uses: [B, h, w, K]. bfloat16_levels: the encoder's first
+        N resolution levels in bfloat16 (Encoder.forward); LISTA always runs in float32."""
+        return self._sparse_code(self.encode(x, bfloat16_levels))[0]
 
     def _sparse_code(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         # Thresholding is sensitive to rounding: LISTA always runs in float32, even under bf16 autocast.

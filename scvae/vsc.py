@@ -91,10 +91,11 @@ class VSC(nn.Module):
         start, end = self.config.warmup_start, self.config.warmup_end
         self.warmup = 1.0 if end <= start else min(1.0, max(0.0, (step - start) / (end - start)))
 
-    def posterior(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(mu, log sigma^2, spike log-odds), each channels-last [B, h, w, K]."""
+    def posterior(self, x: torch.Tensor, bfloat16_levels: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(mu, log sigma^2, spike log-odds), each channels-last [B, h, w, K]; bfloat16_levels as
+        the encoder's forward takes it."""
         self._check_input(x)
-        params = self.head(self.encoder(x)).permute(0, 2, 3, 1)
+        params = self.head(self.encoder(x, bfloat16_levels)).permute(0, 2, 3, 1)
         mu, logvar, spike_logit = params.float().chunk(3, dim=-1)
         # Bounded log-variance: exp() of an unbounded head output is the usual source of NaNs.
         return mu, logvar.clamp(-10.0, 10.0), spike_logit
@@ -103,9 +104,9 @@ class VSC(nn.Module):
     def hard_codes(mu: torch.Tensor, spike_logit: torch.Tensor) -> torch.Tensor:
         return mu * (spike_logit > 0).to(mu.dtype)
 
-    def sparse_codes(self, x: torch.Tensor) -> torch.Tensor:
+    def sparse_codes(self, x: torch.Tensor, bfloat16_levels: int = 0) -> torch.Tensor:
         """The h x w x K codes segmentation uses: [B, h, w, K]."""
-        mu, _, spike_logit = self.posterior(x)
+        mu, _, spike_logit = self.posterior(x, bfloat16_levels)
         return self.hard_codes(mu, spike_logit)
 
     def decode(self, codes: torch.Tensor) -> torch.Tensor:

@@ -485,6 +485,7 @@ def test_missing_model_path_is_one_line(one_image, tmp_path, capsys):
                                   ["segment", "x.jpg", "--only-mask", "--cutout"], ["segment", "x.jpg", "-q", "-v"],
                                   ["segment", "x.jpg", "--watch"], ["segment", "x.jpg", "-o", "-", "--json"],
                                   ["segment", "x.jpg", "--no-cache", "--cache-dir", "c"],
+                                  ["segment", "x.jpg", "--precision", "half"], ["eval", "folder:x", "--precision", "fp8"],
                                   ["eval", "folder:x", "--no-cache", "--cache-dir", "c"], ["serve", "--port", "70000"],
                                   ["serve", "--workers", "0"], ["serve", "--max-upload-mb", "0"],
                                   ["serve", "--method", "magic"], ["serve", "--device", "tpu"],

@@ -48,6 +48,20 @@ def test_soft_threshold():
     assert torch.equal(soft_threshold(v, 0.5), torch.tensor([-1.5, 0.0, 0.0, 0.0, 0.5]))
 
 
+def test_soft_threshold_matches_its_definition_in_value_and_gradient():
+    # sign(v) * max(|v| - theta, 0), with a threshold per atom as LISTA learns them.
+    g = torch.Generator().manual_seed(0)
+    v = torch.randn(64, 16, generator=g, requires_grad=True)
+    theta = (torch.rand(16, generator=g) * 0.8).requires_grad_()
+    reference = torch.sign(v) * torch.relu(v.abs() - theta)
+    fast = soft_threshold(v, theta)
+    assert torch.equal(fast, reference)
+    upstream = torch.randn(64, 16, generator=g)
+    for got, want in zip(torch.autograd.grad(fast, (v, theta), upstream),
+                         torch.autograd.grad(reference, (v, theta), upstream)):
+        assert torch.allclose(got, want, atol=1e-5)
+
+
 def test_fista_beats_ista_at_equal_steps():
     g = torch.Generator().manual_seed(1)
     d = overcomplete_dct(64, 256)

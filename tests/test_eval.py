@@ -88,6 +88,12 @@ def test_results_csv_has_one_row_per_method_and_image(compared):
         assert float(r["iem_iou"]) >= float(r["iou"])  # IEM keeps the better of mask and inverse
 
 
+def test_the_summary_records_the_encoders_precision(compared):
+    from scvae.devices import pick_precision
+
+    assert summary_of(compared)["precision"] == pick_precision("auto", "cpu")
+
+
 def test_summary_reports_strict_and_iem_scores_per_method(compared):
     summary = summary_of(compared)
     assert summary["protocol"]["image_resize"] == "bilinear"

@@ -103,3 +103,22 @@ def test_input_size_must_divide():
     model = scvae.SCVAE(tiny_config())
     with pytest.raises(ValueError, match="divisible"):
         model.encode(torch.zeros(1, 3, 30, 30))
+
+
+@pytest.mark.parametrize("model_type", ["scvae", "vsc"])
+def test_bfloat16_levels_round_only_the_fine_levels(model_type):
+    torch.manual_seed(0)
+    config = dict(d=3, base_channels=8, max_channels=16, code_dim=16, num_atoms=32)
+    model = (scvae.SCVAE(tiny_config(**config)) if model_type == "scvae" else scvae.VSC(scvae.VSCConfig(**config))).eval()
+    # VSC's codes are thresholded spikes, where one flipped spike is a large change: compare its means.
+    values = model.sparse_codes if model_type == "scvae" else (lambda x, *levels: model.posterior(x, *levels)[0])
+    x = torch.rand(2, 3, 32, 32) * 2 - 1
+    with torch.inference_mode():
+        exact = values(x)
+        assert torch.equal(values(x, 0), exact)
+        errors = []
+        for levels in (1, 3, 10):  # 10: more levels than the encoder has, so every level
+            codes = model.sparse_codes(x, levels)
+            assert codes.dtype == torch.float32 and codes.shape == exact.shape
+            errors.append(((values(x, levels) - exact).norm() / exact.norm()).item())
+    assert 0 < errors[0] < 0.05 and all(e < 0.1 for e in errors)

@@ -176,7 +176,7 @@ def counted_extractor(tmp_path, monkeypatch):
     model = scvae.SCVAE(tiny_config(d=3))
     calls = []
     encode = model.sparse_codes
-    monkeypatch.setattr(model, "sparse_codes", lambda x: (calls.append(len(x)), encode(x))[1])
+    monkeypatch.setattr(model, "sparse_codes", lambda x, *levels: (calls.append(len(x)), encode(x, *levels))[1])
     return CodeExtractor(model, cache_dir=tmp_path / "codes"), calls
 
 
@@ -211,9 +211,29 @@ def test_the_cache_is_per_model(counted_extractor, tmp_path, monkeypatch):
     other_model = scvae.SCVAE(tiny_config(d=3))  # a second random initialisation
     other_calls = []
     encode = other_model.sparse_codes
-    monkeypatch.setattr(other_model, "sparse_codes", lambda x: (other_calls.append(len(x)), encode(x))[1])
+    monkeypatch.setattr(other_model, "sparse_codes", lambda x, *levels: (other_calls.append(len(x)), encode(x, *levels))[1])
     CodeExtractor(other_model, cache_dir=tmp_path / "codes").extract([photo()])
     assert other_calls == [1]
+
+
+def test_bfloat16_codes_are_near_float32_and_cached_apart(counted_extractor, tmp_path):
+    extractor, calls = counted_extractor
+    image = photo(2)
+    (exact,) = CodeExtractor(extractor.model, precision="float32", cache_dir=tmp_path / "codes").extract([image])
+    half = CodeExtractor(extractor.model, precision="bfloat16", cache_dir=tmp_path / "codes")
+    assert half.precision == "bfloat16"
+    (rounded,) = half.extract([image])
+    assert calls == [1, 1]  # the float32 entry is not the bfloat16 one: encoded again
+    assert 0 < np.linalg.norm(rounded - exact) / np.linalg.norm(exact) < 0.1
+
+
+def test_precision_names_are_checked_and_auto_follows_the_hardware():
+    from scvae.devices import DeviceError, native_bfloat16, pick_precision
+
+    assert pick_precision("float32", "cpu") == "float32" and pick_precision("bfloat16", "cpu") == "bfloat16"
+    assert pick_precision("auto", "cpu") == ("bfloat16" if native_bfloat16("cpu") else "float32")
+    with pytest.raises(DeviceError, match="half"):
+        pick_precision("half", "cpu")
 
 
 # A cold and a warm cache must give the same codes, or masks (and resumed evaluations) would

@@ -13,6 +13,7 @@ from typing import List, Optional
 
 import typer
 
+from segtool.cli.options import PRECISION_HELP
 from segtool.locations import CACHE_ROOT_TEXT
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, rich_markup_mode=None,
@@ -61,6 +62,7 @@ def segment(
     verbose: bool = typer.Option(False, "--verbose", "-v", help="A line per image: name, foreground %, seconds, mask file."),
     json_: bool = typer.Option(False, "--json", help="Print per-image results as JSON on stdout."),
     device: str = typer.Option("auto", "--device", help="auto | cpu | cuda"),
+    precision: str = typer.Option("auto", "--precision", help=PRECISION_HELP),
     max_pixels: int = typer.Option(100_000_000, "--max-pixels", min=1, help="Refuse images with more pixels (decompression bombs)."),
     batch_size: int = typer.Option(8, "--batch-size", min=1, help="Images encoded together."),
     cache: Optional[bool] = typer.Option(None, "--cache/--no-cache", show_default="off; on with --cache-dir",
@@ -77,7 +79,7 @@ def segment(
     from segtool.cli.segment import run_segment
 
     code = run_segment(paths, k=k, method=method, refine=refine, rule=rule, model=model, out=out, as_json=json_, device=device,
-                       max_pixels=max_pixels, batch_size=batch_size, only_mask=only_mask, cutout=cutout, quiet=quiet,
+                       precision=precision, max_pixels=max_pixels, batch_size=batch_size, only_mask=only_mask, cutout=cutout, quiet=quiet,
                        verbose=verbose, watch=watch, cache=cache, cache_dir=cache_dir,
                        parts=parts)
     raise typer.Exit(code)
@@ -109,6 +111,7 @@ def eval_(
     image_resize: str = typer.Option("bilinear", "--image-resize", help="bilinear (default) | nearest (the IEM reference code)."),
     model: Optional[str] = typer.Option(None, "--model", help="A shipped model name or a checkpoint path."),
     device: str = typer.Option("auto", "--device", help="auto | cpu | cuda"),
+    precision: str = typer.Option("auto", "--precision", help=PRECISION_HELP),
     batch_size: int = typer.Option(32, "--batch-size", min=1, help="Images per batch."),
     seed: int = typer.Option(0, "--seed", help="Seed of the noise."),
     cache: bool = typer.Option(True, "--cache/--no-cache", help="Cache codes on disk (keyed by model, image, noise)."),
@@ -128,7 +131,7 @@ def eval_(
 
     run_eval_command(datasets, data_root=data_root, k=k, method=method, refine=refine, rule=rule, methods=methods, compare=compare,
                      noise=noise, limit=limit, stride=stride, out=out, resume=resume, image_resize=image_resize, model=model,
-                     device=device, batch_size=batch_size, seed=seed, cache=cache, cache_dir=cache_dir, subset=subset, shard=shard,
+                     device=device, precision=precision, batch_size=batch_size, seed=seed, cache=cache, cache_dir=cache_dir, subset=subset, shard=shard,
                      report=report, save_masks=save_masks, as_json=json_, protocol=protocol,
                      quiet=quiet)
 

@@ -107,9 +107,9 @@ def print_summary(summary: dict) -> None:
 
 def run_eval_command(datasets: str | list[str], *, data_root=None, k=None, method=None, refine=None, rule=None, methods="scvae",
                      compare=None, noise="0", limit=None, stride=1, out=None, resume=False, image_resize="bilinear",
-                     model=None, device="auto", batch_size=32, seed=0, cache=True, subset="all", shard=None, report=False,
+                     model=None, device="auto", precision="auto", batch_size=32, seed=0, cache=True, subset="all", shard=None, report=False,
                      save_masks=False, as_json=False, protocol="iem", cache_dir=None, quiet=False) -> dict:
-    from segtool.cli.options import check_cache_dir, check_device, parse_noise_levels, parse_shard, pipeline_options
+    from segtool.cli.options import check_cache_dir, check_device, check_precision, parse_noise_levels, parse_shard, pipeline_options
     from segtool.pipeline.registry import parse_method_list
     from segtool.settings import EVAL_SUBSETS as SUBSETS
     if subset not in SUBSETS:
@@ -126,6 +126,7 @@ def run_eval_command(datasets: str | list[str], *, data_root=None, k=None, metho
     shard = parse_shard(shard)
     options = pipeline_options(k, method, refine, rule)
     check_device(device)
+    check_precision(precision)
     if cache_dir is not None and not cache:
         raise UsageError("--cache-dir with --no-cache: the folder would not be used; drop one of them")
     if cache:
@@ -180,13 +181,19 @@ def run_eval_command(datasets: str | list[str], *, data_root=None, k=None, metho
     check_out_dir(out_dir, resume)
 
     def extractor():
-        return load_extractor(model, device=device, batch_size=batch_size, cache=cache,
+        return load_extractor(model, device=device, precision=precision, batch_size=batch_size, cache=cache,
                               cache_dir=str(cache_dir) if cache_dir else None)
 
     segmenters = [(s.label, build_segmenter(s, extractor_factory=extractor, cli=options)) for s in specs]
+    used_precision = None
+    if any(hasattr(segmenter, "extractor") for _, segmenter in segmenters):
+        from scvae.devices import pick_precision
+        from segtool.pipeline.models import resolve_device
+
+        used_precision = pick_precision(precision, resolve_device(device))
     plan = EvalPlan(readers, segmenters, levels, limit, stride=stride, image_resize=image_resize, seed=seed, batch_size=batch_size,
                     out_dir=out_dir, resume=resume, subset=subset, shard=shard, save_masks=save_masks,
-                    protocol=protocol)
+                    protocol=protocol, precision=used_precision)
     for label, segmenter in segmenters:
         # Every evaluated image is the size x size protocol crop, so one check covers the run; without
         # it a too-large k stops the run at the first image with a bare ValueError.

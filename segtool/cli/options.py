@@ -54,6 +54,20 @@ def check_device(device: str) -> str:
         raise UsageError(f"--{exc}") from None
 
 
+def check_precision(precision: str) -> str:
+    from scvae.devices import DeviceError, check_precision_name
+
+    try:
+        return check_precision_name(precision)
+    except DeviceError as exc:
+        raise UsageError(f"--{exc}") from None
+
+
+PRECISION_HELP = ("auto (bfloat16 where the CPU or GPU computes it natively, e.g. AMX or AVX-512 BF16; else "
+                  "float32) | float32 | bfloat16: the encoder's precision. The two give masks within noise of "
+                  "each other; pin one to compare runs across machines.")
+
+
 def parse_shard(text: str | None, environ=None) -> tuple[int, int]:
     """--shard 'I/N' (0 <= I < N: every N-th image from the I-th) -> (I, N); 'auto' takes I and N
     from torchrun's RANK and WORLD_SIZE, so one command line serves every process it launches."""

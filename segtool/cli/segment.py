@@ -11,7 +11,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.markup import escape
 
-from segtool.cli.options import check_cache_dir, check_device, pipeline_options
+from segtool.cli.options import check_cache_dir, check_device, check_precision, pipeline_options
 from segtool.errors import Interrupted, UsageError
 
 console = Console(stderr=True)
@@ -43,12 +43,13 @@ def output_kinds(only_mask: bool, cutout: bool, to_stdout: bool, parts: int | No
 
 
 def run_segment(paths: list[str], *, k=None, method=None, refine=None, rule=None, model=None, out: Path = Path("segtool-out"),
-                as_json: bool = False, device: str = "auto", max_pixels: int = 100_000_000, batch_size: int = 8,
+                as_json: bool = False, device: str = "auto", precision: str = "auto", max_pixels: int = 100_000_000, batch_size: int = 8,
                 only_mask: bool = False, cutout: bool = False, quiet: bool = False, verbose: bool = False,
                 watch: bool = False, cache: bool | None = None, cache_dir: Path | None = None,
                 parts: int | None = None) -> int:
     options = pipeline_options(k, method, refine, rule)   # every option checked before any heavy import
     check_device(device)
+    check_precision(precision)
     check_parts(parts)
     if quiet and verbose:
         raise UsageError("-q/--quiet and -v/--verbose: choose one")
@@ -67,7 +68,7 @@ def run_segment(paths: list[str], *, k=None, method=None, refine=None, rule=None
     if to_stdout:
         _check_stdout(count, as_json)
     screen = Screen(quiet, verbose or watch)
-    extractor = dict(model=model, device=device, batch_size=batch_size, cache=use_cache,
+    extractor = dict(model=model, device=device, precision=precision, batch_size=batch_size, cache=use_cache,
                      cache_dir=str(cache_dir) if cache_dir else None)
     if watch:
         return _watch(Path(paths[0]), options, extractor, out, kinds, max_pixels, screen, parts)

@@ -49,6 +49,7 @@ class EvalPlan:
         (index % 3 == 0) | held-out (the rest).
     shard : (i, n): of those, every n-th from the i-th; n shards of one plan, merged by
         `segtool.evaluation.merge`, give the rows and summary of the unsharded run.
+    precision : the model's encoder precision, recorded in run.json (None when no method runs a model).
     size, image_resize : the IEM crop (short side to `size`, centre square) and how images are resized.
     protocol : "iem" (that crop) or "native" (every image and mask at its own size, no resize or crop).
     seed : seeds the noise. batch_size : images per segment_batch call.
@@ -70,6 +71,7 @@ class EvalPlan:
     subset: str = "all"                   # all | selection (index % 3 == 0) | held-out (the other images)
     shard: tuple[int, int] = (0, 1)       # (i, n): every n-th image of the plan from the i-th
     save_masks: bool = False              # every mask as a PNG under out_dir/masks/
+    precision: str | None = None          # the encoder's (float32 | bfloat16) when a method runs a model
 
     def __post_init__(self) -> None:
         if not isinstance(self.datasets, (list, tuple)):
@@ -234,7 +236,7 @@ def run_record(plan: EvalPlan) -> dict:
             "method_order": [label for label, _ in plan.methods],
             "dataset_order": [reader.name for reader in plan.datasets],
             "noise_levels": list(plan.noise_levels), "limit": plan.limit, "subset": plan.subset,
-            "batch_size": plan.batch_size, "shard": list(plan.shard)}
+            "batch_size": plan.batch_size, "shard": list(plan.shard), "precision": plan.precision}
 
 
 def plan_samples(plan: EvalPlan, reader) -> list[tuple[int, object]]:
@@ -354,6 +356,7 @@ def build_summary(rows: list[dict], record: dict, images: dict[str, int]) -> dic
         "held_out": (f"images with index % {SELECTION_STRIDE} != 0, never used to choose settings or fit scorers"
                      if held_out else None),
         "methods": {label: record["methods"][label] for label in record["method_order"]},
+        "precision": record.get("precision"),  # the encoder's; absent from runs recorded before it was
         "results": results,
         "mean_over_sets": mean_over_sets(results),
         "paired": paired_against_first(rows, record["method_order"], held_out=held_out),

@@ -15,6 +15,8 @@ import numpy as np
 from segtool.pipeline.features import resize_image
 
 DEFAULT_INPUT_SIDE = 256
+# The encoder levels run in bfloat16 under precision "bfloat16" (see scvae.modules.Encoder.forward).
+BFLOAT16_LEVELS = 3
 
 
 def default_cache_dir() -> Path:
@@ -63,11 +65,19 @@ class CodeExtractor:
         Codes cached on disk, keyed by model, image bytes and input size; None disables it.
     input_side : int, default 256
         The long side the model sees (the short side follows the aspect, clamped to 1:8).
+    precision : {"auto", "float32", "bfloat16"}, default "auto"
+        The encoder's convolutions in bfloat16 (LISTA stays float32) or float32; auto takes
+        bfloat16 where the device runs it natively (scvae.devices.pick_precision). bfloat16 runs
+        the encoder's three finest resolution levels (most of its FLOPs) in bfloat16 and the rest
+        in float32: about 1.6x faster on a CPU with AMX, codes about 0.4% (relative L2) from
+        float32's. Cached codes are kept apart by precision.
     """
 
     def __init__(self, model, device: str = "cpu", batch_size: int = 16, cache_dir: str | Path | None = None,
-                 input_side: int = DEFAULT_INPUT_SIDE):
+                 input_side: int = DEFAULT_INPUT_SIDE, precision: str = "auto"):
         import torch
+
+        from scvae.devices import pick_precision
 
         # Channels-last convolutions run about 1.3x faster on a CPU (oneDNN's native layout) and
         # give the same codes to float32 rounding; the weights' values are untouched.
@@ -76,7 +86,9 @@ class CodeExtractor:
         self.batch_size = batch_size
         self.input_side = input_side
         self.factor = model.config.downsample_factor
-        self.cache_dir = Path(cache_dir) / model_digest(model) if cache_dir else None
+        self.precision = pick_precision(precision, device)
+        namespace = model_digest(model) + (f"-bf16x{BFLOAT16_LEVELS}" if self.precision == "bfloat16" else "")
+        self.cache_dir = Path(cache_dir) / namespace if cache_dir else None
 
     def input_size(self, height: int, width: int) -> tuple[int, int]:
         return model_input_size(height, width, self.input_side, self.factor)
@@ -118,6 +130,7 @@ class CodeExtractor:
                 results[i] = cached
             else:
                 pending.setdefault(size, []).append((i, key))
+        levels = BFLOAT16_LEVELS if self.precision == "bfloat16" else 0
         with torch.inference_mode():
             for (h, w), items in pending.items():
                 for start in range(0, len(items), self.batch_size):
@@ -126,7 +139,8 @@ class CodeExtractor:
                     x = torch.from_numpy(batch).permute(0, 3, 1, 2).div(127.5).sub(1.0).to(self.device)
                     x = x.contiguous(memory_format=torch.channels_last)
                     # Rounded to float16, the cache's precision, so cold and warm runs agree exactly.
-                    codes = self.model.sparse_codes(x).float().cpu().numpy().astype(np.float16).astype(np.float32)
+                    codes = self.model.sparse_codes(x, levels) if levels else self.model.sparse_codes(x)
+                    codes = codes.float().cpu().numpy().astype(np.float16).astype(np.float32)
                     for (i, key), z in zip(chunk, codes):
                         results[i] = z
                         self._store(key, z)

@@ -39,15 +39,17 @@ def load_model(model: str | None = None, device: str = "auto"):
 
 
 def load_extractor(model: str | None = None, device: str = "auto", batch_size: int = 16, cache: bool = False,
-                   cache_dir: str | None = None):
+                   cache_dir: str | None = None, precision: str = "auto"):
     """A CodeExtractor around the named or shipped model (CheckpointError if it cannot load).
-    With `cache`, codes are kept under `cache_dir`/codes (the default cache root when None)."""
+    With `cache`, codes are kept under `cache_dir`/codes (the default cache root when None);
+    `precision` as CodeExtractor takes it."""
     from segtool.locations import codes_cache_dir
     from segtool.pipeline.extract import CodeExtractor
 
     dev = resolve_device(device)
     net = load_model(model, dev)
-    return CodeExtractor(net, device=dev, batch_size=batch_size, cache_dir=codes_cache_dir(cache_dir) if cache else None)
+    return CodeExtractor(net, device=dev, batch_size=batch_size, cache_dir=codes_cache_dir(cache_dir) if cache else None,
+                         precision=precision)
 
 
 class LazyExtractor:

@@ -66,14 +66,14 @@ def _array_to_rgb(image: np.ndarray) -> np.ndarray:
     return values.round().clip(0, 255).astype(np.uint8)
 
 
-def _extractor_factory(model, device: str, batch_size: int, cache: bool, cache_dir):
+def _extractor_factory(model, device: str, batch_size: int, cache: bool, cache_dir, precision: str = "auto"):
     """A function building the code extractor on first use, from any accepted form of model."""
     from segtool.locations import codes_cache_dir
     from segtool.pipeline.models import load_extractor
 
     if model is None or isinstance(model, (str, os.PathLike)):
         name = None if model is None else str(model)
-        return lambda: load_extractor(name, device=device, batch_size=batch_size, cache=cache,
+        return lambda: load_extractor(name, device=device, precision=precision, batch_size=batch_size, cache=cache,
                                       cache_dir=None if cache_dir is None else str(cache_dir))
     if hasattr(model, "extract"):  # already a CodeExtractor
         return lambda: model
@@ -84,7 +84,7 @@ def _extractor_factory(model, device: str, batch_size: int, cache: bool, cache_d
 
         # "auto" keeps a loaded model where the caller put it.
         where = str(next(model.parameters()).device) if device == "auto" else resolve_device(device)
-        return CodeExtractor(model, device=where, batch_size=batch_size,
+        return CodeExtractor(model, device=where, batch_size=batch_size, precision=precision,
                              cache_dir=codes_cache_dir(cache_dir) if cache else None)
     return wrap_loaded_model
 
@@ -102,6 +102,8 @@ class Segmenter:
     model : name, path, scvae.SCVAE or CodeExtractor, optional
         The backbone of the model-based methods; None is the shipped default model.
     device : "auto" | "cpu" | "cuda"
+    precision : "auto" | "float32" | "bfloat16"
+        The encoder's; auto is bfloat16 where the device computes it natively (scvae.devices).
     batch_size : int
         Images encoded together by `segment_batch`.
     cache, cache_dir :
@@ -112,15 +114,17 @@ class Segmenter:
     """
 
     def __init__(self, method: str = "scvae", *, k: int | None = None, model=None, device: str = "auto",
-                 batch_size: int = 8, cache: bool = False, cache_dir=None, max_pixels: int = DEFAULT_MAX_PIXELS,
+                 precision: str = "auto", batch_size: int = 8, cache: bool = False, cache_dir=None, max_pixels: int = DEFAULT_MAX_PIXELS,
                  **settings):
+        from scvae.devices import check_precision_name
         from segtool.pipeline.registry import MethodSpec, build_segmenter, parse_method
 
+        check_precision_name(precision)  # a bad name fails here, not at the first image
         spec = parse_method(method)
         spec = MethodSpec(spec.name, {**spec.overrides, **settings, **({"k": k} if k is not None else {})})
         self.max_pixels = max_pixels
         self.method = build_segmenter(spec, extractor_factory=_extractor_factory(model, device, batch_size, cache,
-                                                                                  cache_dir))
+                                                                                  cache_dir, precision))
 
     def _prepare(self, image) -> np.ndarray:
         from segtool.pipeline.registry import k_beyond_grid

@@ -52,12 +52,19 @@ def guided_filter(image: np.ndarray, p: np.ndarray, radius: int, eps: float) -> 
     mean_i = np.stack([box(guide[..., c]) for c in range(3)], axis=-1)
     mean_p = box(p)
     cov_ip = np.stack([box(guide[..., c] * p) for c in range(3)], axis=-1) - mean_i * mean_p[..., None]
-    var = np.empty(guide.shape[:2] + (3, 3))
-    for a in range(3):
-        for b in range(a, 3):
-            var[..., a, b] = var[..., b, a] = box(guide[..., a] * guide[..., b]) - mean_i[..., a] * mean_i[..., b]
-    var += eps * np.eye(3)
-    a = np.linalg.solve(var, cov_ip[..., None])[..., 0]           # per-pixel 3x3 systems
+    # The per-pixel 3x3 system (Sigma + eps I) a = cov solved by the symmetric inverse's cofactors,
+    # as He's reference code does: several times faster than a batched np.linalg.solve.
+    def var(u: int, v: int) -> np.ndarray:
+        return box(guide[..., u] * guide[..., v]) - mean_i[..., u] * mean_i[..., v] + (eps if u == v else 0.0)
+
+    rr, rg, rb, gg, gb, bb = var(0, 0), var(0, 1), var(0, 2), var(1, 1), var(1, 2), var(2, 2)
+    inv_rr, inv_rg, inv_rb = gg * bb - gb * gb, gb * rb - rg * bb, rg * gb - gg * rb
+    inv_gg, inv_gb, inv_bb = rr * bb - rb * rb, rb * rg - rr * gb, rr * gg - rg * rg
+    det = rr * inv_rr + rg * inv_rg + rb * inv_rb
+    c_r, c_g, c_b = cov_ip[..., 0], cov_ip[..., 1], cov_ip[..., 2]
+    a = np.stack([inv_rr * c_r + inv_rg * c_g + inv_rb * c_b,
+                  inv_rg * c_r + inv_gg * c_g + inv_gb * c_b,
+                  inv_rb * c_r + inv_gb * c_g + inv_bb * c_b], axis=-1) / det[..., None]
     b = mean_p - np.einsum("hwc,hwc->hw", a, mean_i)
     mean_a = np.stack([box(a[..., c]) for c in range(3)], axis=-1)
     return np.einsum("hwc,hwc->hw", mean_a, guide) + box(b)
