@@ -37,6 +37,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rows-cache", default=None)
     parser.add_argument("--limit", type=int, default=None, help="held-out images per set (for a quick look)")
     parser.add_argument("--out", required=True)
+    parser.add_argument("--fold-overrides", default=None,
+                        help="JSON {'leave_one_kind_out': {SET: {setting: value}}} (bench/saliency_blend.py --json): "
+                             "settings chosen without SET, given to the method scored on SET")
     args = parser.parse_args(argv)
     if len(args.datasets) < 2:
         sys.exit("leave_one_kind_out: give at least two datasets")
@@ -62,6 +65,7 @@ def main(argv: list[str] | None = None) -> None:
         balanced_fit({n: sets[n] for n in names}, provenance).save(path)
         return path
 
+    fold_overrides = json.loads(Path(args.fold_overrides).read_text())["leave_one_kind_out"] if args.fold_overrides else {}
     all_scorer = fit(list(sets), out / "scorer-all.json")
     report = []
     for name, spec in specs.items():
@@ -70,6 +74,8 @@ def main(argv: list[str] | None = None) -> None:
         for label, scorer in (("in-suite", all_scorer), ("leave-one-kind-out", without)):
             method = parse_method(args.method)
             method.overrides["scorer"] = str(scorer)
+            if label == "leave-one-kind-out":
+                method.overrides.update(fold_overrides.get(name, {}))
             methods.append((label, build_segmenter(method, extractor_factory=lambda: load_extractor(args.model))))
         plan = EvalPlan([open_dataset(spec, args.data_root)], methods, limit=args.limit, subset="held-out",
                         out_dir=out / name, resume=(out / name / "results.csv").is_file())

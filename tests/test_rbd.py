@@ -80,3 +80,37 @@ def test_rbd_method_spec_and_overrides():
 def test_bad_overrides_are_usage_errors(text, named):
     with pytest.raises(UsageError, match=named):
         build_segmenter(parse_method(text))
+
+
+# --- RBD saliency as the pipeline's second vote ---------------------------------------------------
+
+def test_saliency_vote_is_centred_on_otsu_and_sized_as_asked():
+    from segtool.pipeline.saliency import saliency_vote
+
+    image, disc = disc_image()
+    vote = saliency_vote(image, *disc.shape)
+    assert vote.shape == disc.shape and vote.dtype == np.float32
+    assert vote.min() >= 0.0 and vote.max() <= 1.0
+    assert iou(vote > 0.5, RBDSegmenter().segment(image).mask) > 0.95  # 1/2 is where rbd cuts
+    # A large photo is read on a small copy, and the vote comes back at the size asked for.
+    big = np.ascontiguousarray(np.repeat(np.repeat(image, 8, axis=0), 8, axis=1))
+    large_vote = saliency_vote(big, 300, 500)
+    assert large_vote.shape == (300, 500)
+    assert large_vote[150, 250] > 0.5 > large_vote[5, 5]
+
+
+def test_the_pipeline_blends_its_votes_with_saliency():
+    from segtool.pipeline.refine import clean_mask
+    from segtool.pipeline.saliency import saliency_vote
+
+    image, disc = disc_image()
+    colour = build_segmenter(parse_method("colour-pipeline"))
+    assert colour.cfg.saliency_weight == 0.5  # the default blends ...
+    assert build_segmenter(parse_method("colour")).cfg.saliency_weight == 0  # ... the classical baseline does not
+    # All weight on saliency: the clustering's votes are ignored, the mask is the cleaned RBD vote.
+    only_saliency = build_segmenter(parse_method("colour-pipeline[saliency_weight=1]")).segment(image).mask
+    expected = clean_mask(saliency_vote(image, *disc.shape) > 0.5, colour.cfg.fill_holes, colour.cfg.min_part)
+    assert np.array_equal(only_saliency, expected)
+    assert iou(colour.segment(image).mask, disc) > 0.8
+    with pytest.raises(UsageError, match="saliency_weight"):
+        build_segmenter(parse_method("scvae[saliency_weight=1.5]"))

@@ -26,14 +26,22 @@ def upsample_mask(grid_mask: np.ndarray, height: int, width: int, image: np.ndar
     superpixel: each SLIC superpixel of the image takes the mean of the bilinear map over it:
                 the mask's outline becomes superpixel outlines.
     """
+    if method == "bilinear" or image is None:
+        return soft_upsample(grid_mask, height, width) > 0.5 - 1e-6
+    return upsample_votes(grid_mask, height, width, image, method) > 0.5
+
+
+def upsample_votes(grid_mask: np.ndarray, height: int, width: int, image: np.ndarray | None = None,
+                   method: str = "bilinear") -> np.ndarray:
+    """The map upsample_mask cuts at 1/2, as floats (about [0, 1]): to blend with other maps first."""
     soft = soft_upsample(grid_mask, height, width)
     if method == "bilinear" or image is None:
-        return soft > 0.5 - 1e-6
+        return soft
     cell = max(height / grid_mask.shape[0], width / grid_mask.shape[1])
     if method == "guided":
-        return guided_filter(image, soft, radius=max(2, int(round(cell))), eps=1e-3) > 0.5
+        return guided_filter(image, soft, radius=max(2, int(round(cell))), eps=1e-3)
     if method == "superpixel":
-        return superpixel_snap(image, soft, cell) > 0.5
+        return superpixel_snap(image, soft, cell)
     raise ValueError(f"unknown upsampling {method!r}; choose one of {', '.join(UPSAMPLINGS)}")
 
 

@@ -208,3 +208,42 @@ def rbd_mask(image: np.ndarray, **settings) -> np.ndarray:
     if float(saliency.max() - saliency.min()) <= 1e-12:
         return (result.background < 0.5)[result.labels]
     return saliency > threshold_otsu(saliency)
+
+
+# RBD runs on a copy of about this many pixels: its superpixels (about 200) need no more, and the
+# saliency is blended into the pipeline's map at any size (segtool.pipeline.segmenters).
+VOTE_WORK_PIXELS = 128 * 128
+
+
+def saliency_vote(image: np.ndarray, height: int, width: int, gain: float = 1.0) -> np.ndarray:
+    """RBD saliency as a vote in [0, 1] at height x width: 0.5 + gain x (saliency - its Otsu
+    threshold), clipped, so that 1/2 is where `rbd_mask` cuts. A constant saliency map (no Otsu
+    threshold) votes 1 on the superpixels with background probability < 0.5 and 0 elsewhere."""
+    return vote_from_rbd(rbd_on_work_copy(image), height, width, gain)
+
+
+def rbd_on_work_copy(image: np.ndarray) -> RBDResult:
+    """RBD of the image, or of a copy of about VOTE_WORK_PIXELS when it is larger."""
+    from segtool.pipeline.features import resize_image
+
+    image = _as_rgb(image)
+    h, w = image.shape[:2]
+    if h * w > VOTE_WORK_PIXELS:
+        scale = np.sqrt(VOTE_WORK_PIXELS / (h * w))
+        image = resize_image(image, max(8, round(w * scale)), max(8, round(h * scale)))
+    return rbd(image)
+
+
+def vote_from_rbd(result: RBDResult, height: int, width: int, gain: float = 1.0) -> np.ndarray:
+    """saliency_vote's map from an RBD result (so that several gains can share one RBD)."""
+    import cv2
+    from skimage.filters import threshold_otsu
+
+    saliency = result.pixel_saliency()
+    if float(saliency.max() - saliency.min()) <= 1e-12:
+        vote = (result.background < 0.5)[result.labels].astype(np.float32)
+    else:
+        vote = np.clip(0.5 + gain * (saliency - threshold_otsu(saliency)), 0.0, 1.0).astype(np.float32)
+    if vote.shape != (height, width):
+        vote = cv2.resize(vote, (width, height), interpolation=cv2.INTER_LINEAR)
+    return vote

@@ -21,7 +21,7 @@ from segtool.pipeline.features import colour_grid, position_grid, standardise, t
 from segtool.pipeline.foreground.rules import select_foreground
 from segtool.params import Flag, Number, Whole, check_params
 from segtool.settings import ClusterSettings, CodeFeatureSettings
-from segtool.pipeline.refine import clean_mask, refine_mask, upsample_mask
+from segtool.pipeline.refine import clean_mask, refine_mask, upsample_mask, upsample_votes
 
 
 
@@ -115,14 +115,18 @@ class GridClusterSegmenter(Segmenter):
         pos = position_grid(*features.shape[:2]) * self.cfg.position_weight
         return np.concatenate([features, pos], axis=-1)
 
-    def finish(self, image: np.ndarray, features: np.ndarray, started: float) -> SegmentResult:
+    def vote(self, features: np.ndarray) -> tuple[dict, dict, np.ndarray]:
+        """The clusterings of a feature grid (per k), the foreground choice of each, and the grid of
+        votes: the fraction of clusterings that call each cell foreground (0 or 1 with one k)."""
         all_labels = self.cluster(self.with_position(features))
         scorer = self.cfg.scorer or self.name
         choices = {k: select_foreground(labels, self.cfg.rule, self.cfg.threshold, features=features,
                                         sigma=self.cfg.geodesic_sigma, scorer=scorer)
                    for k, labels in all_labels.items()}
-        # The fraction of clusterings that call each cell foreground; with one k it is 0 or 1.
-        votes = np.mean([c.mask for c in choices.values()], axis=0)
+        return all_labels, choices, np.mean([c.mask for c in choices.values()], axis=0)
+
+    def finish(self, image: np.ndarray, features: np.ndarray, started: float) -> SegmentResult:
+        all_labels, choices, votes = self.vote(features)
         mask = self.full_resolution_mask(image, votes)
         # The cluster map shows the clustering at k (or the middle one of a consensus).
         shown = self.cfg.k if self.cfg.k in all_labels else sorted(all_labels)[len(all_labels) // 2]
@@ -142,7 +146,14 @@ class GridClusterSegmenter(Segmenter):
         if height * width > WORK_PIXELS:
             scale = np.sqrt(WORK_PIXELS / (height * width))
             work = resize_image(image, max(1, round(width * scale)), max(1, round(height * scale)))
-        mask = upsample_mask(votes, *work.shape[:2], image=work, method=self.cfg.upsample)
+        if self.cfg.saliency_weight > 0:
+            from segtool.pipeline.saliency import saliency_vote
+
+            w = self.cfg.saliency_weight
+            soft = upsample_votes(votes, *work.shape[:2], image=work, method=self.cfg.upsample)
+            mask = (1 - w) * soft + w * saliency_vote(work, *work.shape[:2], self.cfg.saliency_gain) > 0.5
+        else:
+            mask = upsample_mask(votes, *work.shape[:2], image=work, method=self.cfg.upsample)
         mask = refine_mask(work, mask, self.cfg.refine)
         mask = clean_mask(mask, self.cfg.fill_holes, self.cfg.min_part)
         if work is not image:
@@ -183,7 +194,7 @@ class ColourSegmenter(GridClusterSegmenter):
     def default_settings() -> ClusterSettings:
         """The classical baseline: one K-means at k = 3, position weighted 20, boundary connectivity."""
         return ClusterSettings(k=3, method="kmeans", position_weight=20.0, consensus=(), rule="simple",
-                               upsample="bilinear", refine="none", fill_holes=False, min_part=0.0)
+                               upsample="bilinear", saliency_weight=0.0, refine="none", fill_holes=False, min_part=0.0)
 
     def __init__(self, settings: ClusterSettings | None = None, grid: int = 32):
         super().__init__(settings or self.default_settings())

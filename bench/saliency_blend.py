@@ -1,0 +1,128 @@
+"""Choosing the weight of RBD saliency in the pipeline's final map, across kinds of images.
+
+    .venv/bin/python bench/saliency_blend.py folder:SET_A folder:SET_B ... [--method scvae]
+        [--weights 0,0.2,...] [--gains 1,2,4]
+
+For every image of every set (the eval protocol's 128x128 crop) it computes once the method's
+upsampled vote map and RBD saliency, then scores every (weight, gain) of the blend
+    mask = (1 - weight) x votes + weight x clip(0.5 + gain x (saliency - Otsu threshold), 0, 1) > 1/2
+(then the pipeline's clean-up), and prints:
+- strict IoU per set on the selection subsets (index % 3 == 0) and the held-out images;
+- the pair chosen on the selection subsets of all sets together (the mean over sets), its
+  held-out IoU per set and the paired per-image difference against weight 0;
+- leave one kind out: for each set, the pair chosen on the other sets' selection subsets, scored
+  on that set's held-out images.
+The shipped default (segtool.settings.ClusterSettings) takes the pair chosen on all sets.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+
+
+def parse_floats(text: str) -> list[float]:
+    return [float(v) for v in text.split(",") if v.strip()]
+
+
+def collect(spec: str, method: str):
+    """(index, soft vote map, RBD result, truth) for every image of a set, the pipeline's settings
+    as shipped but without the blend."""
+    from segtool.data.readers import open_dataset
+    from segtool.evaluation.protocol import iem_crop
+    from segtool.pipeline.models import load_extractor
+    from segtool.pipeline.refine import upsample_votes
+    from segtool.pipeline.registry import build_segmenter, parse_method
+    from segtool.pipeline.saliency import rbd_on_work_copy
+
+    reader = open_dataset(spec)
+    segmenter = build_segmenter(parse_method(f"{method}[saliency_weight=0]"),
+                                extractor_factory=lambda: load_extractor(None, cache=True))
+    samples = reader.samples()
+    items = []
+    for start in range(0, len(samples), 32):
+        batch = samples[start:start + 32]
+        crops = [iem_crop(*reader.load(s), 128, "bilinear") for s in batch]
+        grids = segmenter.feature_grids([image for image, _ in crops])
+        for offset, ((image, truth), features) in enumerate(zip(crops, grids)):
+            _, _, votes = segmenter.vote(features)
+            soft = upsample_votes(votes, *image.shape[:2], image=image, method=segmenter.cfg.upsample)
+            items.append((start + offset, soft, rbd_on_work_copy(image), truth.astype(bool)))
+        print(f"  {reader.name}: {len(items)}/{len(samples)}", end="\r", file=sys.stderr)
+    print(file=sys.stderr)
+    return reader.name, segmenter.cfg, items
+
+
+def blend_scores(items, cfg, weight: float, gain: float) -> tuple[np.ndarray, np.ndarray]:
+    """(image indices, strict IoU per image) of the blend at (weight, gain)."""
+    from segtool.pipeline.refine import clean_mask
+    from segtool.pipeline.saliency import vote_from_rbd
+
+    indices, scores = [], []
+    for index, soft, result, truth in items:
+        blended = soft if weight == 0 else (1 - weight) * soft + weight * vote_from_rbd(result, *soft.shape, gain)
+        mask = clean_mask(blended > 0.5, cfg.fill_holes, cfg.min_part)
+        union = (mask | truth).sum()
+        indices.append(index)
+        scores.append((mask & truth).sum() / union if union else 1.0)
+    return np.array(indices), np.array(scores)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("datasets", nargs="+", help="folder:PATH of labelled sets (images/ + masks/)")
+    parser.add_argument("--method", default="scvae", help="scvae or colour-pipeline")
+    parser.add_argument("--weights", default="0,0.2,0.3,0.4,0.5,0.6,0.7,1")
+    parser.add_argument("--gains", default="1,2,4")
+    parser.add_argument("--json", default=None, help="also write the chosen pairs here (leave_one_kind_out.py "
+                                                     "--fold-overrides reads the per-set ones)")
+    args = parser.parse_args()
+    pairs = [(w, g) for w in parse_floats(args.weights) for g in ([1.0] if w == 0 else parse_floats(args.gains))]
+    sets = [collect(spec, args.method) for spec in args.datasets]
+    names = [name for name, _, _ in sets]
+    scores = {}
+    for name, cfg, items in sets:
+        for pair in pairs:
+            indices, iou = blend_scores(items, cfg, *pair)
+            scores[name, pair] = (iou[indices % 3 == 0], iou[indices % 3 != 0])
+
+    def selection_mean(pair, among):
+        return float(np.mean([scores[n, pair][0].mean() for n in among]))
+
+    print(f"{args.method}: strict IoU (%), selection subsets | held-out images")
+    print(f"{'weight':>6} {'gain':>5}  " + "  ".join(f"{n[:14]:>14}" for n in names) + "  |  "
+          + "  ".join(f"{n[:14]:>14}" for n in names))
+    for pair in pairs:
+        print(f"{pair[0]:6.2f} {pair[1]:5.1f}  " + "  ".join(f"{100 * scores[n, pair][0].mean():14.1f}" for n in names)
+              + "  |  " + "  ".join(f"{100 * scores[n, pair][1].mean():14.1f}" for n in names))
+    chosen = max(pairs, key=lambda pair: selection_mean(pair, names))
+    base = pairs[0] if pairs[0][0] == 0 else min(pairs)
+    print(f"\nchosen on the selection subsets of all {len(names)} sets: weight {chosen[0]:g}, gain {chosen[1]:g}")
+    for name in names:
+        diff = scores[name, chosen][1] - scores[name, base][1]
+        print(f"  {name}: held-out {100 * scores[name, chosen][1].mean():.1f} (weight 0: "
+              f"{100 * scores[name, base][1].mean():.1f}), per image {100 * diff.mean():+.2f} +- "
+              f"{100 * diff.std(ddof=1) / math.sqrt(len(diff)):.2f}")
+    without = {}
+    if len(names) > 1:
+        print("leave one kind out (chosen without the set, scored on its held-out images):")
+        for name in names:
+            others = [n for n in names if n != name]
+            pair = max(pairs, key=lambda p: selection_mean(p, others))
+            without[name] = {"saliency_weight": pair[0], "saliency_gain": pair[1]}
+            print(f"  {name}: weight {pair[0]:g}, gain {pair[1]:g} -> {100 * scores[name, pair][1].mean():.1f}")
+    if args.json:
+        import json
+
+        Path(args.json).write_text(json.dumps({
+            "method": args.method, "chosen": {"saliency_weight": chosen[0], "saliency_gain": chosen[1]},
+            "leave_one_kind_out": without,
+            "held_out_iou": {n: float(scores[n, chosen][1].mean()) for n in names}}, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
