@@ -186,18 +186,20 @@ def test_a_fit_over_several_sets_weighs_each_set_the_same():
     assert abs(balanced.coef[0]) < 0.25 * abs(plain.coef[0]) and plain.coef[0] > 0
 
 
-@pytest.mark.parametrize("method, consensus, k, refine, rule", [
-    ("colour-pipeline", (3, 4, 6, 8), 4, "none", "scored"),                       # the default
-    ("colour-pipeline[rule=simple]", (2, 3, 4), 4, "grabcut", "simple"),          # the label-free default
-    ("colour-pipeline[rule=simple,k=3]", (), 3, "grabcut", "simple"),
-    ("colour-pipeline[rule=geodesic,refine=none]", (2, 3, 4), 4, "none", "geodesic"),
-    ("colour-pipeline[k=2]", (), 2, "none", "scored"),
+@pytest.mark.parametrize("method, consensus, k, refine, rule, saliency", [
+    ("colour-pipeline", (3, 4, 6, 8), 4, "none", "scored", 0.5),                       # the default
+    ("colour-pipeline[rule=simple]", (2, 3, 4), 4, "grabcut", "simple", 0.0),          # the label-free default
+    ("colour-pipeline[rule=simple,k=3]", (), 3, "grabcut", "simple", 0.0),
+    ("colour-pipeline[rule=geodesic,refine=none]", (2, 3, 4), 4, "none", "geodesic", 0.0),
+    ("colour-pipeline[rule=simple,saliency_weight=0.3]", (2, 3, 4), 4, "grabcut", "simple", 0.3),
+    ("colour-pipeline[k=2]", (), 2, "none", "scored", 0.5),
 ])
-def test_each_rule_brings_its_measured_settings_unless_told_otherwise(method, consensus, k, refine, rule):
+def test_each_rule_brings_its_measured_settings_unless_told_otherwise(method, consensus, k, refine, rule, saliency):
+    # A label-free rule takes nothing chosen on labelled images, the saliency vote's weight included.
     from segtool.pipeline.registry import build_segmenter, parse_method
 
     cfg = build_segmenter(parse_method(method)).cfg
-    assert (cfg.consensus, cfg.k, cfg.refine, cfg.rule) == (consensus, k, refine, rule)
+    assert (cfg.consensus, cfg.k, cfg.refine, cfg.rule, cfg.saliency_weight) == (consensus, k, refine, rule, saliency)
 
 
 def test_rule_option_reaches_the_pipeline_and_bad_rules_are_usage_errors(tmp_path, capsys):

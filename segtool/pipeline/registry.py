@@ -109,6 +109,9 @@ def _merge_cli(overrides: dict, cli: dict | None) -> None:
         if "k" not in overrides:
             overrides.setdefault("consensus", (2, 3, 4))
         overrides.setdefault("refine", "grabcut")
+        # Nor does it take the saliency vote, whose weight was chosen on labelled images: the
+        # label-free pipeline stays what it was, free of anything fit to masks, unless asked.
+        overrides.setdefault("saliency_weight", 0.0)
     if "k" in overrides and "consensus" not in overrides:
         overrides["consensus"] = ()  # an explicit k means that one clustering
 
