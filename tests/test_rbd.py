@@ -114,3 +114,24 @@ def test_the_pipeline_blends_its_votes_with_saliency():
     assert iou(colour.segment(image).mask, disc) > 0.8
     with pytest.raises(UsageError, match="saliency_weight"):
         build_segmenter(parse_method("scvae[saliency_weight=1.5]"))
+
+
+def test_the_blend_bench_chooses_across_sets_and_leaves_each_out(tmp_path):
+    """bench/saliency_blend.py: the pair chosen on all sets' selection subsets, and one per left-out set."""
+    import json
+    import subprocess
+    import sys
+
+    from conftest import ROOT, subprocess_env
+    from test_cluster_scorer import synthetic_folder
+
+    a, b = synthetic_folder(tmp_path / "a"), synthetic_folder(tmp_path / "b", count=4)
+    out = tmp_path / "blend.json"
+    done = subprocess.run([sys.executable, str(ROOT / "bench" / "saliency_blend.py"), f"folder:{a}", f"folder:{b}",
+                           "--method", "colour-pipeline", "--weights", "0,0.5,1", "--gains", "1", "--json", str(out)],
+                          capture_output=True, text=True, env=subprocess_env(), timeout=300)
+    assert done.returncode == 0, done.stderr
+    result = json.loads(out.read_text())
+    assert result["chosen"]["saliency_weight"] in (0, 0.5, 1)
+    assert set(result["leave_one_kind_out"]) == {"a", "b"} and set(result["held_out_iou"]) == {"a", "b"}
+    assert "leave one kind out" in done.stdout
