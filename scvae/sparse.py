@@ -15,9 +15,7 @@ def soft_threshold(v: torch.Tensor, theta: torch.Tensor | float) -> torch.Tensor
     """h_theta(v) = sign(v) * max(|v| - theta, 0), computed as v - clamp(v, -theta, theta): the same
     values and gradients in two element-wise passes instead of five (LISTA's steps are
     dominated by them on a CPU)."""
-    if not isinstance(theta, torch.Tensor):
-        return v - v.clamp(-theta, theta)
-    return v - torch.clamp(v, -theta, theta)
+    return v - v.clamp(-theta, theta)
 
 
 def lasso_energy(x: torch.Tensor, dictionary: torch.Tensor, z: torch.Tensor, alpha: float) -> torch.Tensor:

@@ -16,6 +16,16 @@ def resize_image(image: np.ndarray, width: int, height: int) -> np.ndarray:
     return cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
 
 
+def shrink_to_pixels(image: np.ndarray, max_pixels: int, min_side: int = 1) -> np.ndarray:
+    """The image itself when it has at most `max_pixels`, else a copy of about that many pixels,
+    aspect kept, each side at least `min_side`."""
+    height, width = image.shape[:2]
+    if height * width <= max_pixels:
+        return image
+    scale = np.sqrt(max_pixels / (height * width))
+    return resize_image(image, max(min_side, round(width * scale)), max(min_side, round(height * scale)))
+
+
 def lab_image(image: np.ndarray) -> np.ndarray:
     """RGB uint8 -> CIE Lab float32 (L in [0, 100]; D65, as scikit-image's rgb2lab, within 0.5 units).
 

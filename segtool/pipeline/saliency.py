@@ -224,14 +224,9 @@ def saliency_vote(image: np.ndarray, height: int, width: int, gain: float = 1.0)
 
 def rbd_on_work_copy(image: np.ndarray) -> RBDResult:
     """RBD of the image, or of a copy of about VOTE_WORK_PIXELS when it is larger."""
-    from segtool.pipeline.features import resize_image
+    from segtool.pipeline.features import shrink_to_pixels
 
-    image = _as_rgb(image)
-    h, w = image.shape[:2]
-    if h * w > VOTE_WORK_PIXELS:
-        scale = np.sqrt(VOTE_WORK_PIXELS / (h * w))
-        image = resize_image(image, max(8, round(w * scale)), max(8, round(h * scale)))
-    return rbd(image)
+    return rbd(shrink_to_pixels(_as_rgb(image), VOTE_WORK_PIXELS, min_side=8))
 
 
 def vote_from_rbd(result: RBDResult, height: int, width: int, gain: float = 1.0) -> np.ndarray:

@@ -139,13 +139,10 @@ class GridClusterSegmenter(Segmenter):
         """Upsampling, refinement and clean-up of the grid's votes, on a copy of the image of at most
         WORK_PIXELS (then enlarged): a mask from a 32 x 32 grid gains nothing from 24 megapixels,
         and hole filling, GrabCut or the guided filter at that size cost seconds and gigabytes."""
-        from segtool.pipeline.features import resize_image
+        from segtool.pipeline.features import resize_image, shrink_to_pixels
 
         height, width = image.shape[:2]
-        work = image
-        if height * width > WORK_PIXELS:
-            scale = np.sqrt(WORK_PIXELS / (height * width))
-            work = resize_image(image, max(1, round(width * scale)), max(1, round(height * scale)))
+        work = shrink_to_pixels(image, WORK_PIXELS)
         if self.cfg.saliency_weight > 0:
             from segtool.pipeline.saliency import saliency_vote
 

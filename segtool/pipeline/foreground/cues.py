@@ -58,9 +58,10 @@ def cluster_cues(labels: np.ndarray, features: np.ndarray) -> tuple[np.ndarray, 
     others = np.maximum(h * w - n, 1)[:, None]
     rest = np.where((n < h * w)[:, None], (cells.sum(axis=0)[None, :] - sums) / others, mean)
     on_border = member @ border.ravel().astype(np.float64)
-    row_mean, col_mean = member @ rows.ravel() / n, member @ cols.ravel() / n
-    row_var = np.maximum(member @ (rows.ravel() - 0.0) ** 2 / n - row_mean ** 2, 0.0)
-    col_var = np.maximum(member @ (cols.ravel() - 0.0) ** 2 / n - col_mean ** 2, 0.0)
+    r, c = rows.ravel().astype(np.float64), cols.ravel().astype(np.float64)
+    row_mean, col_mean = member @ r / n, member @ c / n
+    row_var = np.maximum(member @ (r * r) / n - row_mean ** 2, 0.0)  # E[x^2] - E[x]^2, per cluster
+    col_var = np.maximum(member @ (c * c) / n - col_mean ** 2, 0.0)
     cues = np.stack([
         on_border / np.sqrt(n),
         on_border / border.sum(),
