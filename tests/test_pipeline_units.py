@@ -320,3 +320,29 @@ def test_edge_aware_upsampling_moves_the_outline_onto_the_image_edge(method, lo,
     aware = upsample_mask(grid, 128, 128, image=image, method=method)
     assert boundary_f(aware, truth) > boundary_f(plain, truth) + 0.1
     assert (aware == truth).mean() > (plain == truth).mean()
+
+
+def test_atom_histograms_count_active_atoms_in_the_reflected_window():
+    from segtool.pipeline.features import atom_histograms
+
+    rng = np.random.default_rng(0)
+    codes = rng.normal(size=(7, 9, 5)) * (rng.random((7, 9, 5)) < 0.4)
+    radius = 2
+    padded = np.pad(codes != 0, ((radius, radius), (radius, radius), (0, 0)), mode="reflect")
+    expected = np.stack([[padded[i:i + 5, j:j + 5].mean(axis=(0, 1)) for j in range(9)] for i in range(7)])
+    np.testing.assert_allclose(atom_histograms(codes, radius), expected, atol=1e-6)
+
+
+def test_the_texture_block_joins_the_codes_and_not_the_colour_pipeline():
+    from segtool.pipeline.segmenters import PipelineColourSegmenter, SCVAESegmenter
+    from segtool.settings import CodeFeatureSettings
+
+    rng = np.random.default_rng(1)
+    image = rng.integers(0, 255, (64, 64, 3), dtype=np.uint8)
+    codes = (rng.normal(size=(8, 8, 6)) * (rng.random((8, 8, 6)) < 0.5)).astype(np.float32)
+    plain = SCVAESegmenter(None, features=CodeFeatureSettings()).features_from_codes(image, codes)
+    textured = SCVAESegmenter(None, features=CodeFeatureSettings(texture_weight=1.0)).features_from_codes(image, codes)
+    assert plain.shape == (8, 8, 6 + 3) and textured.shape == (8, 8, 6 + 6 + 3)
+    np.testing.assert_array_equal(textured[..., :6], plain[..., :6])
+    colour = PipelineColourSegmenter(features=CodeFeatureSettings(texture_weight=1.0)).feature_grids([image])[0]
+    assert colour.shape[-1] == 3 + 3  # colour stands in for the codes, plus colour: no texture of codes

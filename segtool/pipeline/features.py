@@ -82,6 +82,20 @@ def transform_codes(codes: np.ndarray, transform: str = "raw", pca_dims: int = 1
     return out.reshape(h, w, -1)
 
 
+def atom_histograms(codes: np.ndarray, radius: int) -> np.ndarray:
+    """Code grid [h, w, K] -> [h, w, K]: the share of cells within `radius` (a square window,
+    reflected at the border) where each atom is active (non-zero). What is active around a cell,
+    not how strongly: a texture descriptor of the neighbourhood rather than of one patch."""
+    active = (codes != 0).astype(np.float32)
+    size = 2 * radius + 1
+    # Window sums from a summed-area table of the reflected grid: any atom count, no channel limit.
+    padded = np.pad(active, ((radius, radius), (radius, radius), (0, 0)), mode="reflect")
+    table = np.pad(padded.cumsum(0).cumsum(1), ((1, 0), (1, 0), (0, 0)))
+    h, w = active.shape[:2]
+    sums = table[size:size + h, size:size + w] - table[:h, size:size + w] - table[size:size + h, :w] + table[:h, :w]
+    return sums / (size * size)
+
+
 def standardise(features: np.ndarray) -> np.ndarray:
     """Scale a feature grid so its cells have unit mean squared distance to their mean: lets
     blocks of different kinds (codes, colour) be weighted against each other by one number."""

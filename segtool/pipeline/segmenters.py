@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from segtool.pipeline.cluster import kmeans_labels, principal_projection, spectral_labels
-from segtool.pipeline.features import colour_grid, position_grid, standardise, transform_codes
+from segtool.pipeline.features import atom_histograms, colour_grid, position_grid, standardise, transform_codes
 from segtool.pipeline.foreground.rules import select_foreground
 from segtool.params import Flag, Number, Whole, check_params
 from segtool.settings import ClusterSettings, CodeFeatureSettings
@@ -237,6 +237,9 @@ class SCVAESegmenter(GridClusterSegmenter):
 
     def features_from_codes(self, image: np.ndarray, codes: np.ndarray, transform: str | None = None) -> np.ndarray:
         feats = standardise(transform_codes(codes, transform or self.code_cfg.transform, self.code_cfg.pca_dims))
+        if self.code_cfg.texture_weight > 0 and transform is None:  # codes, not colour standing in for them
+            texture = standardise(atom_histograms(codes, self.code_cfg.texture_radius)) * self.code_cfg.texture_weight
+            feats = np.concatenate([feats, texture], axis=-1)
         if self.code_cfg.colour_weight > 0:
             colour = standardise(colour_grid(image, codes.shape[:2])) * self.code_cfg.colour_weight
             feats = np.concatenate([feats, colour], axis=-1)
