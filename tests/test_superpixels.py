@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import skimage.data
 
-from segtool.pipeline.features import shrink_to_pixels
-from segtool.pipeline.superpixels import all_pairs_shortest_paths, otsu_threshold, rgb_to_lab, slic_labels
+from segtool.pipeline.features import lab_image, rgb_to_lab, shrink_to_pixels
+from segtool.pipeline.superpixels import all_pairs_shortest_paths, otsu_threshold, slic_labels
 
 
 def photos():
@@ -38,6 +38,14 @@ def test_rgb_to_lab_equals_scikit_image():
     rgb[0, :3] = [[0, 0, 0], [1, 1, 1], [0.01, 0.02, 0.03]]  # black, white, the linear segment of sRGB
     np.testing.assert_allclose(rgb_to_lab(rgb), rgb2lab(rgb), atol=1e-10)
     assert np.allclose(rgb_to_lab(np.ones((1, 1, 3)))[0, 0], [100, 0, 0], atol=0.01)  # D65 white (the matrix rounds a and b to ~0.005)
+
+
+def test_lab_image_of_bytes_equals_scikit_image():
+    from skimage.color import rgb2lab
+
+    image = skimage.data.astronaut()[::8, ::8]
+    np.testing.assert_allclose(lab_image(image), rgb2lab(image), atol=1e-4)  # float32 output
+    np.testing.assert_allclose(lab_image(image / 255.0), rgb2lab(image), atol=1e-4)
 
 
 @pytest.mark.parametrize("values", [np.random.default_rng(2).random(5000) ** 3,

@@ -15,30 +15,9 @@ from __future__ import annotations
 
 import numpy as np
 
-# sRGB primaries to CIE XYZ and the D65 white point (2-degree observer), as skimage.color has them.
-XYZ_FROM_RGB = np.array([[0.412453, 0.357580, 0.180423],
-                         [0.212671, 0.715160, 0.072169],
-                         [0.019334, 0.119193, 0.950227]])
-D65_WHITE = np.array([0.95047, 1.0, 1.08883])
-
 SLIC_ITERATIONS = 10        # skimage's max_num_iter
 MIN_SIZE_FACTOR = 0.5       # superpixels under half the mean size are merged into a neighbour
 MAX_SIZE_FACTOR = 3.0
-
-
-def rgb_to_lab(rgb: np.ndarray) -> np.ndarray:
-    """Float RGB in [0, 1], [..., 3] -> CIE Lab float64 (L in [0, 100]), equal to
-    skimage.color.rgb2lab to float rounding."""
-    linear = np.asarray(rgb, np.float64).copy()
-    bright = linear > 0.04045
-    linear[bright] = ((linear[bright] + 0.055) / 1.055) ** 2.4
-    linear[~bright] /= 12.92
-    xyz = (linear @ XYZ_FROM_RGB.T) / D65_WHITE
-    cube = xyz > 0.008856
-    xyz[cube] = np.cbrt(xyz[cube])
-    xyz[~cube] = 7.787 * xyz[~cube] + 16.0 / 116.0
-    x, y, z = xyz[..., 0], xyz[..., 1], xyz[..., 2]
-    return np.stack([116.0 * y - 16.0, 500.0 * (x - y), 200.0 * (y - z)], axis=-1)
 
 
 def _compiled_slic():
@@ -67,6 +46,8 @@ def slic_labels(image: np.ndarray, n_segments: int = 200, compactness: float = 1
 
 def _slic_with(kernels, image: np.ndarray, n_segments: int, compactness: float) -> np.ndarray:
     from skimage.util import img_as_float, regular_grid
+
+    from segtool.pipeline.features import rgb_to_lab
 
     slic_kernel, enforce_connectivity = kernels
     scaled = img_as_float(image[..., :3]).astype(np.float64, copy=True)
