@@ -185,7 +185,10 @@ def contrasting_colour(image: np.ndarray, mask: np.ndarray) -> tuple[int, int, i
     # cv2.mean with a mask: no copy of the foreground's pixels (0.4 s on a 12-megapixel photo)
     mean = np.array(cv2.mean(np.ascontiguousarray(image[..., :3]), mask=mask.astype(np.uint8) if mask.any() else None)[:3])
     mean = mean.round().astype(np.uint8)
-    lab = cv2.cvtColor(np.vstack([OUTLINE_COLOURS, mean[None]])[None], cv2.COLOR_RGB2LAB)[0].astype(np.float32)
+    # numpy's Lab: OpenCV's first Lab conversion builds tables for 0.1-0.2 s of a cold start
+    from segtool.pipeline.features import lab_image
+
+    lab = lab_image(np.vstack([OUTLINE_COLOURS, mean[None]])[None])[0]
     distances = np.linalg.norm(lab[:-1] - lab[-1], axis=1)
     return tuple(int(c) for c in OUTLINE_COLOURS[int(distances.argmax())])
 
