@@ -135,3 +135,26 @@ def test_the_blend_bench_chooses_across_sets_and_leaves_each_out(tmp_path):
     assert result["chosen"]["saliency_weight"] in (0, 0.5, 1)
     assert set(result["leave_one_kind_out"]) == {"a", "b"} and set(result["held_out_iou"]) == {"a", "b"}
     assert "leave one kind out" in done.stdout
+
+
+def test_the_saliency_cue_probe_scores_both_scorers_in_and_out_of_kind(tmp_path):
+    """bench/saliency_cue_probe.py: nine- and ten-cue scorers, each set scored in-sample and left out."""
+    import json
+    import subprocess
+    import sys
+
+    from conftest import ROOT, subprocess_env
+    from test_cluster_scorer import synthetic_folder
+
+    a, b = synthetic_folder(tmp_path / "a", count=6), synthetic_folder(tmp_path / "b", count=6)
+    out = tmp_path / "probe.json"
+    done = subprocess.run([sys.executable, str(ROOT / "bench" / "saliency_cue_probe.py"), f"folder:{a}", f"folder:{b}",
+                           "--method", "colour-pipeline", "--json", str(out)],
+                          capture_output=True, text=True, env=subprocess_env(), timeout=300)
+    assert done.returncode == 0, done.stderr
+    result = json.loads(out.read_text())
+    assert set(result["sets"]) == {"a", "b"}
+    for figures in result["sets"].values():
+        assert figures["images"] == 4  # indices 1, 2, 4, 5 of six: the selection subset is never scored
+        assert 0 <= figures["nine"] <= 1 and 0 <= figures["loko_ten"] <= 1
+    assert "leave one kind out" in done.stdout
