@@ -188,7 +188,9 @@ def contrasting_colour(image: np.ndarray, mask: np.ndarray) -> tuple[int, int, i
     # numpy's Lab: OpenCV's first Lab conversion builds tables for 0.1-0.2 s of a cold start
     from segtool.pipeline.features import lab_image
 
-    lab = lab_image(np.vstack([OUTLINE_COLOURS, mean[None]])[None])[0]
+    # L stretched to 0-255 as in 8-bit Lab: lightness contrast counts for more in an outline's
+    # visibility than the Lab metric gives it (a yellow line on a red saucer, not a magenta one).
+    lab = lab_image(np.vstack([OUTLINE_COLOURS, mean[None]])[None])[0] * np.array([2.55, 1.0, 1.0], np.float32)
     distances = np.linalg.norm(lab[:-1] - lab[-1], axis=1)
     return tuple(int(c) for c in OUTLINE_COLOURS[int(distances.argmax())])
 
