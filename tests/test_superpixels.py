@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 import skimage.data
 
-from segtool.pipeline.features import lab_image, rgb_to_lab, shrink_to_pixels
+from segtool.io.colour import lab_image, rgb_to_lab
+from segtool.pipeline.features import shrink_to_pixels
 from segtool.pipeline.superpixels import all_pairs_shortest_paths, otsu_threshold, slic_labels
 
 

@@ -186,7 +186,7 @@ def contrasting_colour(image: np.ndarray, mask: np.ndarray) -> tuple[int, int, i
     mean = np.array(cv2.mean(np.ascontiguousarray(image[..., :3]), mask=mask.astype(np.uint8) if mask.any() else None)[:3])
     mean = mean.round().astype(np.uint8)
     # numpy's Lab: OpenCV's first Lab conversion builds tables for 0.1-0.2 s of a cold start
-    from segtool.pipeline.features import lab_image
+    from segtool.io.colour import lab_image
 
     # L stretched to 0-255 as in 8-bit Lab: lightness contrast counts for more in an outline's
     # visibility than the Lab metric gives it (a yellow line on a red saucer, not a magenta one).

@@ -65,7 +65,7 @@ def superpixel_graph(image: np.ndarray, n_segments: int = 200, compactness: floa
     an RGB image, with their mean Lab colours, normalised centroids, 4-adjacency and border contact."""
     from skimage.util import img_as_float
 
-    from segtool.pipeline.features import rgb_to_lab
+    from segtool.io.colour import rgb_to_lab
     from segtool.pipeline.superpixels import slic_labels
 
     image = _as_rgb(image)

@@ -47,7 +47,7 @@ def slic_labels(image: np.ndarray, n_segments: int = 200, compactness: float = 1
 def _slic_with(kernels, image: np.ndarray, n_segments: int, compactness: float) -> np.ndarray:
     from skimage.util import img_as_float, regular_grid
 
-    from segtool.pipeline.features import rgb_to_lab
+    from segtool.io.colour import rgb_to_lab
 
     slic_kernel, enforce_connectivity = kernels
     scaled = img_as_float(image[..., :3]).astype(np.float64, copy=True)
