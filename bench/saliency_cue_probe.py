@@ -58,16 +58,10 @@ def fit(cues: np.ndarray, fractions: np.ndarray, weights: np.ndarray):
 
 
 def chosen_cells(p_object: np.ndarray, labels: np.ndarray, ids: list[int]) -> np.ndarray:
-    """The scored rule's choice (segtool.pipeline.foreground.rules): clusters with P(background) <
-    1/2, never none and never all."""
-    background = 1.0 - p_object
-    order = np.argsort(background, kind="stable")
-    chosen = [ids[j] for j in order if background[j] < 0.5]
-    if not chosen:
-        chosen = [ids[order[0]]]
-    elif len(chosen) == len(ids):
-        chosen = [ids[j] for j in order[:-1]]
-    return np.isin(labels, chosen)
+    """The scored rule's choice (segtool.pipeline.foreground.rules) from P(object) per cluster."""
+    from segtool.pipeline.foreground.rules import clusters_below
+
+    return np.isin(labels, clusters_below({c: 1.0 - float(p) for c, p in zip(ids, p_object)}, 0.5))
 
 
 def read_set(spec: str, segmenter, held_step: int):

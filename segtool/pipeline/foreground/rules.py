@@ -105,10 +105,17 @@ def select_foreground(labels: np.ndarray, rule: str = "simple", threshold: float
         threshold = 0.5 if threshold is None else threshold
     else:
         raise ValueError(f"unknown foreground rule {rule!r}; choose one of {', '.join(RULES)}")
+    chosen = clusters_below(scores, threshold)
+    return ForegroundChoice(np.isin(labels, chosen), chosen, scores)
+
+
+def clusters_below(scores: dict[int, float], threshold: float) -> list[int]:
+    """The clusters scoring under `threshold` (lower = more object-like), never none and never
+    all: with none, the lowest; with all, every one but the highest. Sorted by id."""
     ranked = sorted(scores, key=scores.get)
     chosen = [c for c in ranked if scores[c] < threshold]
     if not chosen:
         chosen = ranked[:1]
     elif len(chosen) == len(ranked):
         chosen = ranked[:-1]
-    return ForegroundChoice(np.isin(labels, chosen), sorted(chosen), scores)
+    return sorted(chosen)
