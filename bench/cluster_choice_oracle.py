@@ -41,6 +41,7 @@ def main() -> None:
     from segtool.pipeline.models import load_extractor
     from segtool.evaluation.protocol import iem_crop
     from segtool.pipeline.refine import upsample_mask
+    from segtool.pipeline.saliency import saliency_cue_grid
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("dataset")
@@ -75,9 +76,11 @@ def main() -> None:
     best = {k: [] for k in ks}
     for (image, truth), features in zip(pairs, grids):
         labels = segmenter.cluster(segmenter.with_position(features), ks)
+        saliency = (saliency_cue_grid(segmenter.rbd_of(image), *features.shape[:2])
+                    if segmenter.scorer_uses_saliency else None)
         for k in ks:
             chosen = select_foreground(labels[k], segmenter.cfg.rule, segmenter.cfg.threshold, features=features,
-                                       scorer=segmenter.cfg.scorer or segmenter.name)
+                                       scorer=segmenter.cfg.scorer or segmenter.name, saliency=saliency)
             rule[k].append(iou(upsample_mask(chosen.mask.astype(np.float32), *truth.shape), truth))
             best[k].append(best_subset_iou(labels[k], truth))
 

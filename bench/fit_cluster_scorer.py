@@ -12,6 +12,14 @@ the scorer JSON with the command, the sets and the image counts inside it. The s
         --method scvae --out segtool/scorers/scvae.json
     (the same with --method colour-pipeline --out segtool/scorers/colour-pipeline.json)
 
+The scorer weighs the nine cues of the feature grid and the image's RBD saliency per cluster
+(the tenth cue, segtool.pipeline.saliency.saliency_cue_grid); --no-saliency-cue fits the nine
+alone.
+
+--unlabelled FOLDER adds photos without masks as one more set, labelled by the agreement of
+two label-free views (bench/pseudo_labels.py); with no labelled sets at all, the scorer is fit
+without a single mask.
+
 --rows-cache DIR keeps each set's training rows, so that fits on other combinations of the same
 sets (bench/leave_one_kind_out.py) do not cluster the images again.
 """
@@ -27,32 +35,83 @@ from pathlib import Path
 
 import numpy as np
 
+ROWS_VERSION = "nine cues + saliency"
+
+
+def clusterings_with_cues(segmenter, image: np.ndarray, features: np.ndarray, ks) -> dict[int, tuple]:
+    """{k: (labels [h, w], cues [clusters, 10], cluster ids)} for each clustering of one image:
+    the nine grid cues and the saliency cue, as the pipeline computes them."""
+    from segtool.pipeline.foreground.cues import cluster_cues
+    from segtool.pipeline.saliency import saliency_cue_grid
+
+    saliency = saliency_cue_grid(segmenter.rbd_of(image), *features.shape[:2])
+    return {k: (labels, *cluster_cues(labels, features, saliency))
+            for k, labels in segmenter.cluster(segmenter.with_position(features), ks).items()}
+
+
+def fitting_segmenter(method: str, model):
+    """The method's segmenter with the simple rule: the scorer being fit must not be needed to build it."""
+    from segtool.pipeline.models import load_extractor
+    from segtool.pipeline.registry import build_segmenter, parse_method
+
+    spec = parse_method(method)
+    spec.overrides.setdefault("rule", "simple")
+    segmenter = build_segmenter(spec, extractor_factory=lambda: load_extractor(model))
+    if not hasattr(segmenter, "cluster"):
+        raise SystemExit(f"fit_cluster_scorer: --method {method!r}: choose scvae or colour-pipeline")
+    return segmenter
+
+
+def fit_sets(args, ks: tuple[int, ...], stride: int, limit) -> dict[str, dict]:
+    """Training rows of every labelled set (args.datasets) and every --unlabelled folder, by set name."""
+    from pseudo_labels import unlabelled_rows
+
+    cache = Path(args.rows_cache) if args.rows_cache else None
+    sets = {}
+    for dataset in args.datasets:
+        rows, name = training_rows(dataset, args.data_root, args.method, args.model, ks, stride, limit, cache)
+        sets[name] = rows
+    for folder in args.unlabelled or []:
+        segmenter = fitting_segmenter(args.method, args.model)
+        rows, name = unlabelled_rows(folder, args.unlabelled_stride, limit, segmenter, ks, cache,
+                                     [ROWS_VERSION, args.method, args.model or "default", list(ks)])
+        sets[name] = rows
+    return sets
+
+
+def add_set_options(parser: argparse.ArgumentParser) -> None:
+    """The training sets of a fit: labelled sets, and unlabelled photos with pseudo-labels."""
+    parser.add_argument("datasets", nargs="*", help="folder:PATH or flowers | cub | isic (with --data-root)")
+    parser.add_argument("--data-root", default=None)
+    parser.add_argument("--unlabelled", action="append", metavar="FOLDER",
+                        help="photos without masks, pseudo-labelled (bench/pseudo_labels.py) as one more set; "
+                             "never an evaluation set's images")
+    parser.add_argument("--unlabelled-stride", type=int, default=4, help="every N-th photo of --unlabelled")
+    parser.add_argument("--method", default="scvae", help="scvae or colour-pipeline, with [overrides]")
+    parser.add_argument("--model", default=None, help="checkpoint folder or shipped name (scvae only)")
+    parser.add_argument("--ks", default="2,3,4,5,6,8", help="the clusterings whose clusters are the training rows")
+    parser.add_argument("--rows-cache", default=None, help="folder keeping each set's training rows")
+
 
 def training_rows(dataset: str, data_root, method: str, model, ks: tuple[int, ...], stride: int, limit,
                   cache: Path | None) -> tuple[dict, str]:
-    """(rows, set name): cues [n, 9], object fractions [n], cells [n] of every cluster of the subset."""
-    from segtool.pipeline.foreground.cues import cluster_cues
+    """(rows, set name): cues [n, 10] (the nine CUE_NAMES, then the saliency cue), object
+    fractions [n], cells [n] and image index [n] of every cluster of the subset."""
     from segtool.data.readers import open_dataset
-    from segtool.pipeline.registry import build_segmenter, parse_method
-    from segtool.pipeline.models import load_extractor
     from segtool.evaluation.protocol import iem_crop
 
     reader = open_dataset(dataset, data_root)
     samples = reader.samples()[::stride][:limit]
-    key = hashlib.sha256(json.dumps([str(getattr(reader, "root", dataset)), [s.id for s in samples], method,
-                                     model or "default", list(ks)]).encode()).hexdigest()[:16]
+    # ROWS_VERSION names what a row holds: a cache written by an older layout is never read.
+    key = hashlib.sha256(json.dumps([ROWS_VERSION, str(getattr(reader, "root", dataset)), [s.id for s in samples],
+                                     method, model or "default", list(ks)]).encode()).hexdigest()[:16]
     cached = cache / f"{reader.name}-{key}.npz" if cache else None
     if cached is not None and cached.is_file():
         with np.load(cached) as data:
             return {name: data[name] for name in ("cues", "fractions", "cells", "image")}, reader.name
     import cv2
 
-    # The simple rule here: the scorer being fit must not be needed to build the segmenter.
-    spec = parse_method(method)
-    spec.overrides.setdefault("rule", "simple")
-    segmenter = build_segmenter(spec, extractor_factory=lambda: load_extractor(model))
-    if not hasattr(segmenter, "cluster"):
-        raise SystemExit(f"fit_cluster_scorer: --method {method!r}: choose scvae or colour-pipeline")
+    segmenter = fitting_segmenter(method, model)
     cues_rows, fractions, cells, image_ids = [], [], [], []
     for start in range(0, len(samples), 32):
         pairs = [iem_crop(*reader.load(s)) for s in samples[start:start + 32]]
@@ -60,8 +119,7 @@ def training_rows(dataset: str, data_root, method: str, model, ks: tuple[int, ..
         for offset, ((image, truth), features) in enumerate(zip(pairs, grids)):
             h, w = features.shape[:2]
             truth_grid = cv2.resize(truth.astype(np.float32), (w, h), interpolation=cv2.INTER_AREA)
-            for labels in segmenter.cluster(segmenter.with_position(features), ks).values():
-                cues, ids = cluster_cues(labels, features)
+            for labels, cues, ids in clusterings_with_cues(segmenter, image, features, ks).values():
                 cues_rows.append(cues)
                 fractions.extend(truth_grid[labels == c].mean() for c in ids)
                 cells.extend(int((labels == c).sum()) for c in ids)
@@ -75,53 +133,63 @@ def training_rows(dataset: str, data_root, method: str, model, ks: tuple[int, ..
     return rows, reader.name
 
 
-def balanced_fit(sets: dict[str, dict], provenance: dict):
-    """One scorer over several sets, each set's rows weighted to the same total (cells per set)."""
+def balanced_fit(sets: dict[str, dict], provenance: dict, saliency_cue: bool = True):
+    """One scorer over several sets, each set's rows weighted to the same total (cells per set);
+    without `saliency_cue`, on the nine cues of the feature grid alone."""
+    from segtool.pipeline.foreground.cues import CUE_NAMES
     from segtool.pipeline.foreground.scorer import fit_scorer
 
     cues, fractions, weights = [], [], []
-    for rows in sets.values():
+    for name, rows in sets.items():
+        if rows["cues"].shape[1] != len(CUE_NAMES) + 1:
+            raise ValueError(f"{name}: rows of {rows['cues'].shape[1]} cues; expected the nine and the saliency cue")
         cells = rows["cells"].astype(np.float64)
-        cues.append(rows["cues"])
+        cues.append(rows["cues"] if saliency_cue else rows["cues"][:, :len(CUE_NAMES)])
         fractions.append(rows["fractions"])
         weights.append(cells / cells.sum())
     return fit_scorer(np.concatenate(cues), np.concatenate(fractions), np.concatenate(weights) * 1e4, provenance)
+
+
+def add_scorer_options(parser: argparse.ArgumentParser) -> None:
+    """The options of every script that writes a scorer: which cues, where, and overwriting."""
+    parser.add_argument("--saliency-cue", action=argparse.BooleanOptionalAction, default=True,
+                        help="weigh the image's RBD saliency per cluster beside the nine grid cues")
+    parser.add_argument("--out", required=True, help="the scorer JSON to write (an existing file is kept)")
+    parser.add_argument("--force", action="store_true", help="overwrite --out")
+
+
+def scorer_path(args, prog: str) -> Path:
+    """--out, refused (exit with one line) when it exists and --force was not given."""
+    out = Path(args.out)
+    if out.exists() and not args.force:
+        sys.exit(f"{prog}: {out} exists; pass --force to overwrite it")
+    return out
 
 
 def main(argv: list[str] | None = None) -> None:
     from segtool.errors import SegtoolError
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("datasets", nargs="+", help="folder:PATH or flowers | cub | isic (with --data-root)")
-    parser.add_argument("--data-root", default=None)
-    parser.add_argument("--method", default="scvae", help="scvae or colour-pipeline, with [overrides]")
-    parser.add_argument("--model", default=None, help="checkpoint folder or shipped name (scvae only)")
-    parser.add_argument("--ks", default="2,3,4,5,6,8", help="the clusterings whose clusters are the training rows")
+    add_set_options(parser)
     parser.add_argument("--stride", type=int, default=3)
     parser.add_argument("--limit", type=int, default=None, help="at most this many images per set (after --stride)")
-    parser.add_argument("--rows-cache", default=None, help="folder keeping each set's training rows")
-    parser.add_argument("--out", required=True, help="the scorer JSON to write (an existing file is kept)")
-    parser.add_argument("--force", action="store_true", help="overwrite --out")
+    add_scorer_options(parser)
     args = parser.parse_args(argv)
     import scvae
 
-    out = Path(args.out)
-    if out.exists() and not args.force:
-        sys.exit(f"fit_cluster_scorer: {out} exists; pass --force to overwrite it")
+    out = scorer_path(args, "fit_cluster_scorer")
     try:
         ks = tuple(int(k) for k in args.ks.split(","))
     except ValueError:
         sys.exit(f"fit_cluster_scorer: --ks {args.ks!r}: expected whole numbers such as 2,3,4")
     if min(ks) < 2:
         sys.exit(f"fit_cluster_scorer: --ks {args.ks!r}: each k must be at least 2")
-    if args.stride < 1:
-        sys.exit("fit_cluster_scorer: --stride must be at least 1")
-    sets = {}
+    if args.stride < 1 or args.unlabelled_stride < 1:
+        sys.exit("fit_cluster_scorer: --stride and --unlabelled-stride must be at least 1")
+    if not args.datasets and not args.unlabelled:
+        sys.exit("fit_cluster_scorer: give labelled sets, --unlabelled FOLDER, or both")
     try:
-        for dataset in args.datasets:
-            rows, name = training_rows(dataset, args.data_root, args.method, args.model, ks, args.stride, args.limit,
-                                       Path(args.rows_cache) if args.rows_cache else None)
-            sets[name] = rows
+        sets = fit_sets(args, ks, args.stride, args.limit)
     except (SegtoolError, scvae.CheckpointError) as exc:
         sys.exit(f"fit_cluster_scorer: {exc}")
     if any(len(rows["cells"]) == 0 for rows in sets.values()):
@@ -131,8 +199,12 @@ def main(argv: list[str] | None = None) -> None:
                   "images": {name: int(len(np.unique(rows["image"]))) for name, rows in sets.items()},
                   "stride": args.stride, "ks": list(ks), "clusters": int(sum(len(r["cells"]) for r in sets.values())),
                   "weighting": "each set weighs the same; within a set, clusters by their cells"}
+    if args.unlabelled:
+        provenance.update(unlabelled_stride=args.unlabelled_stride,
+                          pseudo_labels="cells where the label-free vote (simple rule, k = 2, 3, 4) and RBD saliency "
+                                        "agree (bench/pseudo_labels.py)")
     try:
-        scorer = balanced_fit(sets, provenance)
+        scorer = balanced_fit(sets, provenance, args.saliency_cue)
     except ValueError as exc:
         sys.exit(f"fit_cluster_scorer: {exc}")
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -11,6 +11,9 @@ in-suite figure comes from having seen the kind.
         folder:../shared/data/ecssd-dev folder:../shared/data/isic-lesions-128 \\
         --method scvae --rows-cache segtool-out/scorer-rows --out segtool-out/loko-scvae
 
+With --unlabelled FOLDER, pseudo-labelled photos (bench/pseudo_labels.py) join every fit as
+one more set; they are never left out, having no masks to score.
+
 Writes OUT/scorer-all.json, OUT/scorer-without-SET.json, OUT/SET/results.csv and OUT/loko.json.
 """
 
@@ -24,17 +27,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from fit_cluster_scorer import balanced_fit, training_rows  # noqa: E402
+from fit_cluster_scorer import add_set_options, balanced_fit, fit_sets  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("datasets", nargs="+")
-    parser.add_argument("--data-root", default=None)
-    parser.add_argument("--method", default="scvae", help="scvae or colour-pipeline, with [overrides]")
-    parser.add_argument("--model", default=None)
-    parser.add_argument("--ks", default="2,3,4,5,6,8")
-    parser.add_argument("--rows-cache", default=None)
+    add_set_options(parser)
+    parser.add_argument("--saliency-cue", action=argparse.BooleanOptionalAction, default=True,
+                        help="scorers weigh the RBD saliency cue beside the nine grid cues (as shipped)")
     parser.add_argument("--limit", type=int, default=None, help="held-out images per set (for a quick look)")
     parser.add_argument("--out", required=True)
     parser.add_argument("--fold-overrides", default=None,
@@ -52,17 +52,17 @@ def main(argv: list[str] | None = None) -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     ks = tuple(int(k) for k in args.ks.split(","))
-    cache = Path(args.rows_cache) if args.rows_cache else None
-    sets, specs = {}, {}
-    for spec in args.datasets:
-        rows, name = training_rows(spec, args.data_root, args.method, args.model, ks, 3, None, cache)
-        sets[name], specs[name] = rows, spec
+    sets = fit_sets(args, ks, 3, None)
+    # The labelled sets take turns being left out; unlabelled photos (no masks) stay in every fit.
+    specs = dict(zip(list(sets)[:len(args.datasets)], args.datasets))
     command = "python bench/leave_one_kind_out.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])
 
     def fit(names: list[str], path: Path) -> Path:
         provenance = {"command": command, "datasets": names, "method": args.method, "model": args.model or "default",
-                      "stride": 3, "ks": list(ks), "weighting": "each set weighs the same"}
-        balanced_fit({n: sets[n] for n in names}, provenance).save(path)
+                      "stride": 3, "ks": list(ks), "weighting": "each set weighs the same",
+                      **({"unlabelled": args.unlabelled, "unlabelled_stride": args.unlabelled_stride}
+                         if args.unlabelled else {})}
+        balanced_fit({n: sets[n] for n in names}, provenance, args.saliency_cue).save(path)
         return path
 
     fold_overrides = json.loads(Path(args.fold_overrides).read_text())["leave_one_kind_out"] if args.fold_overrides else {}

@@ -12,7 +12,10 @@ upsampled vote map and RBD saliency, then scores every (weight, gain) of the ble
   held-out IoU per set and the paired per-image difference against weight 0;
 - leave one kind out: for each set, the pair chosen on the other sets' selection subsets, scored
   on that set's held-out images.
-The shipped default (segtool.settings.ClusterSettings) takes the pair chosen on all sets.
+The shipped default (segtool.settings.ClusterSettings) takes the pair chosen on all sets. With
+--incumbent W,G (the shipped pair) a challenger must lead it on the selection subsets by more
+than two standard errors of the per-image difference (the mean over sets); a tie keeps it, in
+every choice including leave one kind out.
 """
 
 from __future__ import annotations
@@ -49,9 +52,10 @@ def collect(spec: str, method: str):
         crops = [iem_crop(*reader.load(s), 128, "bilinear") for s in batch]
         grids = segmenter.feature_grids([image for image, _ in crops])
         for offset, ((image, truth), features) in enumerate(zip(crops, grids)):
-            _, _, votes = segmenter.vote(features)
+            rbd = rbd_on_work_copy(image)  # the scorer's saliency cue and the blend share it, as in the pipeline
+            _, _, votes = segmenter.vote(features, rbd)
             soft = upsample_votes(votes, *image.shape[:2], image=image, method=segmenter.cfg.upsample)
-            items.append((start + offset, soft, rbd_on_work_copy(image), truth.astype(bool)))
+            items.append((start + offset, soft, rbd, truth.astype(bool)))
         print(f"  {reader.name}: {len(items)}/{len(samples)}", end="\r", file=sys.stderr)
     print(file=sys.stderr)
     return reader.name, segmenter.cfg, items
@@ -78,10 +82,18 @@ def main() -> None:
     parser.add_argument("--method", default="scvae", help="scvae or colour-pipeline")
     parser.add_argument("--weights", default="0,0.2,0.3,0.4,0.5,0.6,0.7,1")
     parser.add_argument("--gains", default="1,2,4")
+    parser.add_argument("--incumbent", default=None, metavar="W,G",
+                        help="the shipped pair: another replaces it only when ahead on the selection subsets by "
+                             "more than two standard errors of the per-image difference (a tie keeps it)")
     parser.add_argument("--json", default=None, help="also write the chosen pairs here (leave_one_kind_out.py "
                                                      "--fold-overrides reads the per-set ones)")
     args = parser.parse_args()
     pairs = [(w, g) for w in parse_floats(args.weights) for g in ([1.0] if w == 0 else parse_floats(args.gains))]
+    incumbent = None
+    if args.incumbent:
+        incumbent = tuple(parse_floats(args.incumbent))
+        if incumbent not in pairs:
+            sys.exit(f"saliency_blend: --incumbent {args.incumbent}: not among the weights and gains tried")
     sets = [collect(spec, args.method) for spec in args.datasets]
     names = [name for name, _, _ in sets]
     scores = {}
@@ -93,13 +105,28 @@ def main() -> None:
     def selection_mean(pair, among):
         return float(np.mean([scores[n, pair][0].mean() for n in among]))
 
+    def choose(among) -> tuple:
+        """The best pair on the selection subsets of `among`, unless it is the incumbent's equal."""
+        best = max(pairs, key=lambda pair: selection_mean(pair, among))
+        if incumbent is None or best == incumbent:
+            return best
+        diffs = [scores[n, best][0] - scores[n, incumbent][0] for n in among]
+        lead = float(np.mean([d.mean() for d in diffs]))
+        se = math.sqrt(sum(d.var(ddof=1) / len(d) for d in diffs)) / len(diffs)
+        return best if lead > 2 * se else incumbent
+
     print(f"{args.method}: strict IoU (%), selection subsets | held-out images")
     print(f"{'weight':>6} {'gain':>5}  " + "  ".join(f"{n[:14]:>14}" for n in names) + "  |  "
           + "  ".join(f"{n[:14]:>14}" for n in names))
     for pair in pairs:
         print(f"{pair[0]:6.2f} {pair[1]:5.1f}  " + "  ".join(f"{100 * scores[n, pair][0].mean():14.1f}" for n in names)
               + "  |  " + "  ".join(f"{100 * scores[n, pair][1].mean():14.1f}" for n in names))
-    chosen = max(pairs, key=lambda pair: selection_mean(pair, names))
+    chosen = choose(names)
+    if incumbent is not None:
+        best = max(pairs, key=lambda pair: selection_mean(pair, names))
+        print(f"\nbest on the selection subsets: weight {best[0]:g}, gain {best[1]:g}"
+              + ("" if best == chosen else f"; not ahead of the incumbent {incumbent[0]:g}, {incumbent[1]:g} by "
+                                           "more than two standard errors, which stays"))
     base = pairs[0] if pairs[0][0] == 0 else min(pairs)
     print(f"\nchosen on the selection subsets of all {len(names)} sets: weight {chosen[0]:g}, gain {chosen[1]:g}")
     for name in names:
@@ -112,7 +139,7 @@ def main() -> None:
         print("leave one kind out (chosen without the set, scored on its held-out images):")
         for name in names:
             others = [n for n in names if n != name]
-            pair = max(pairs, key=lambda p: selection_mean(p, others))
+            pair = choose(others)
             without[name] = {"saliency_weight": pair[0], "saliency_gain": pair[1]}
             print(f"  {name}: weight {pair[0]:g}, gain {pair[1]:g} -> {100 * scores[name, pair][1].mean():.1f}")
     if args.json:

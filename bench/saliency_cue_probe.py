@@ -1,5 +1,5 @@
-"""Would the cluster scorer choose better with RBD saliency as a tenth cue? A probe, before any
-change to the scorer's format.
+"""Does the cluster scorer choose better with RBD saliency as a tenth cue? The probe that led to
+the shipped scorers weighing it; it compares nine-cue and ten-cue scorers fit the same way.
 
     .venv/bin/python bench/saliency_cue_probe.py folder:SET_A folder:SET_B ... [--method scvae]
         [--held-step 2] [--json FILE]
@@ -7,7 +7,7 @@ change to the scorer's format.
 For each image (the eval protocol's 128x128 crop) the pipeline's clusterings are computed as
 shipped, with each cluster's nine cues (segtool.pipeline.foreground.cues) and a tenth: the mean,
 over the cluster's cells, of the saliency vote (RBD saliency centred on its Otsu threshold,
-segtool.pipeline.saliency) taken to the grid. Two logistic scorers, nine cues and ten, are fit
+segtool.pipeline.saliency.saliency_cue_grid) taken to the grid. Two logistic scorers, nine cues and ten, are fit
 as bench/fit_cluster_scorer.py fits (clusterings at k = 2, 3, 4, 5, 6, 8 of the selection subset,
 index % 3 == 0, of every set; each set weighs the same), then the whole default pipeline (the
 vote over its k, the blend with saliency, the clean-up) runs with each scorer on the held-out
@@ -25,36 +25,16 @@ from pathlib import Path
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from fit_cluster_scorer import balanced_fit, clusterings_with_cues  # noqa: E402
+
 FIT_KS = (2, 3, 4, 5, 6, 8)  # bench/fit_cluster_scorer.py's default
 
 
 def cluster_rows(segmenter, image: np.ndarray, features: np.ndarray, ks) -> list[tuple]:
-    """(labels, nine cues, mean saliency vote, cluster ids) of each clustering of one image."""
-    import cv2
-
-    from segtool.pipeline.features import shrink_to_pixels
-    from segtool.pipeline.foreground.cues import cluster_cues
-    from segtool.pipeline.saliency import saliency_vote
-    from segtool.pipeline.segmenters import WORK_PIXELS
-
-    h, w = features.shape[:2]
-    work = shrink_to_pixels(image, WORK_PIXELS)
-    vote = cv2.resize(saliency_vote(work, *work.shape[:2]), (w, h), interpolation=cv2.INTER_AREA)
-    rows = []
-    for labels in segmenter.cluster(segmenter.with_position(features), ks).values():
-        cues, ids = cluster_cues(labels, features)
-        rows.append((labels, cues, np.array([vote[labels == c].mean() for c in ids]), ids))
-    return rows
-
-
-def fit(cues: np.ndarray, fractions: np.ndarray, weights: np.ndarray):
-    """P(object) of cue rows, by the logistic regression fit_scorer fits (standardised cues, C = 1)."""
-    from sklearn.linear_model import LogisticRegression
-
-    mean, scale = cues.mean(axis=0), cues.std(axis=0)
-    scale[scale == 0] = 1.0
-    model = LogisticRegression(C=1.0, max_iter=5000).fit((cues - mean) / scale, fractions > 0.5, sample_weight=weights)
-    return lambda rows: model.predict_proba((rows - mean) / scale)[:, 1]
+    """(labels, ten cues: the nine and the saliency cue, cluster ids) of each clustering of one image."""
+    return list(clusterings_with_cues(segmenter, image, features, ks).values())
 
 
 def chosen_cells(p_object: np.ndarray, labels: np.ndarray, ids: list[int]) -> np.ndarray:
@@ -74,7 +54,7 @@ def read_set(spec: str, segmenter, held_step: int):
     reader = open_dataset(spec)
     samples = reader.samples()
     picked = [(i, s) for i, s in enumerate(samples) if i % 3 == 0 or (i % 3 and (i // 3) % held_step == 0)]
-    fit_rows = {"cues": [], "saliency": [], "fractions": [], "cells": []}
+    fit_rows = {"cues": [], "fractions": [], "cells": []}
     held = []
     for start in range(0, len(picked), 32):
         chunk = picked[start:start + 32]
@@ -84,27 +64,24 @@ def read_set(spec: str, segmenter, held_step: int):
             if index % 3 == 0:
                 h, w = features.shape[:2]
                 truth_grid = cv2.resize(truth.astype(np.float32), (w, h), interpolation=cv2.INTER_AREA)
-                for labels, cues, saliency, ids in cluster_rows(segmenter, image, features, FIT_KS):
+                for labels, cues, ids in cluster_rows(segmenter, image, features, FIT_KS):
                     fit_rows["cues"].append(cues)
-                    fit_rows["saliency"].append(saliency)
                     fit_rows["fractions"].extend(truth_grid[labels == c].mean() for c in ids)
                     fit_rows["cells"].extend(int((labels == c).sum()) for c in ids)
             else:
                 held.append((image, truth.astype(bool), cluster_rows(segmenter, image, features, segmenter.cfg.ks)))
         print(f"  {reader.name}: {min(start + 32, len(picked))}/{len(picked)}", end="\r", file=sys.stderr)
     print(file=sys.stderr)
-    rows = {"cues": np.concatenate(fit_rows["cues"]), "saliency": np.concatenate(fit_rows["saliency"]),
-            "fractions": np.array(fit_rows["fractions"]), "cells": np.array(fit_rows["cells"], float)}
+    rows = {"cues": np.concatenate(fit_rows["cues"]), "fractions": np.array(fit_rows["fractions"]),
+            "cells": np.array(fit_rows["cells"], float)}
     return reader.name, rows, held
 
 
 def fit_pair(sets: dict, names: list[str]):
-    """The nine-cue and ten-cue scorers fit on the named sets, each set weighing the same."""
-    cues = np.concatenate([sets[n]["cues"] for n in names])
-    saliency = np.concatenate([sets[n]["saliency"] for n in names])
-    fractions = np.concatenate([sets[n]["fractions"] for n in names])
-    weights = np.concatenate([sets[n]["cells"] / sets[n]["cells"].sum() for n in names]) * 1e4
-    return fit(cues, fractions, weights), fit(np.column_stack([cues, saliency]), fractions, weights)
+    """The nine-cue and ten-cue scorers fit on the named sets, each set weighing the same
+    (bench/fit_cluster_scorer.py's balanced_fit, without and with the saliency cue)."""
+    chosen = {n: sets[n] for n in names}
+    return balanced_fit(chosen, {}, saliency_cue=False), balanced_fit(chosen, {}, saliency_cue=True)
 
 
 def held_out_iou(segmenter, held, nine, ten) -> tuple[np.ndarray, np.ndarray]:
@@ -113,8 +90,8 @@ def held_out_iou(segmenter, held, nine, ten) -> tuple[np.ndarray, np.ndarray]:
     scores = {9: [], 10: []}
     for image, truth, clusterings in held:
         for n, scorer in ((9, nine), (10, ten)):
-            votes = np.mean([chosen_cells(scorer(cues if n == 9 else np.column_stack([cues, saliency])), labels, ids)
-                             for labels, cues, saliency, ids in clusterings], axis=0)
+            votes = np.mean([chosen_cells(scorer.probability(cues[:, :n]), labels, ids)
+                             for labels, cues, ids in clusterings], axis=0)
             scores[n].append(score_mask(segmenter.full_resolution_mask(image, votes), truth).iou)
     return np.array(scores[9]), np.array(scores[10])
 

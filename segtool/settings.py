@@ -58,9 +58,10 @@ class ClusterSettings:
         Weight of RBD saliency (Zhu et al. 2014, segtool.pipeline.saliency) in the final map: the
         mask is (1 - w) x the upsampled vote + w x the saliency centred on its Otsu threshold
         (0.5 + gain x (saliency - threshold), clipped to [0, 1]), cut at 1/2. A second opinion
-        that fails differently from clustering: on the held-out scenes +5.9 IoU points (0 turns
+        that fails differently from clustering: on the held-out scenes +5.3 IoU points (0 turns
         it off); chosen across kinds by bench/saliency_blend.py. A label-free rule (simple,
-        geodesic) defaults to 0: the weight was chosen on labelled images.
+        geodesic) defaults to 0: the weight was chosen on labelled images. (The scorer's
+        saliency cue is separate: it is weighed whatever this weight is.)
     saliency_gain : float > 0, default 1.0
         The gain of that centring.
     refine : {"none", "grabcut"}, default "none"

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from segtool.pipeline.foreground.cues import CUE_NAMES, cluster_cues
+from segtool.pipeline.foreground.cues import CUE_NAMES, SALIENCY_CUE, cluster_cues
 from segtool.pipeline.foreground.scorer import ClusterScorer, fit_scorer, load_scorer, shipped_scorers
 from segtool.errors import SegtoolError
 from segtool.pipeline.foreground.rules import select_foreground
@@ -46,14 +46,32 @@ def test_cues_reject_a_feature_grid_of_another_shape():
     labels, features = square_scene()
     with pytest.raises(ValueError, match="16x16"):
         cluster_cues(labels, features[:8])
+    with pytest.raises(ValueError, match="saliency grid is 8x16"):
+        cluster_cues(labels, features, np.zeros((8, 16)))
 
 
-def scene_rows(count: int = 12):
+def test_a_saliency_grid_adds_each_clusters_mean_saliency_as_a_tenth_cue():
+    labels, features = square_scene()
+    saliency = np.where(labels == 1, 0.9, 0.2)
+    saliency[0, 0] = 0.0  # one background cell less salient: the cue is a mean over the cluster
+    nine, _ = cluster_cues(labels, features)
+    ten, ids = cluster_cues(labels, features, saliency)
+    assert ten.shape == (2, len(CUE_NAMES) + 1) and np.array_equal(ten[:, :-1], nine)
+    assert ten[ids.index(1), -1] == pytest.approx(0.9)
+    assert ten[ids.index(0), -1] == pytest.approx((0.2 * 219) / 220)
+
+
+def object_saliency(labels: np.ndarray) -> np.ndarray:
+    """A saliency grid that agrees with the scene: high on the object (label 1), low elsewhere."""
+    return np.where(labels == 1, 0.8, 0.3)
+
+
+def scene_rows(count: int = 12, saliency: bool = False):
     rows, fractions, cells = [], [], []
     for seed in range(count):
         size = 4 + seed % 6
         labels, features = square_scene(size=size, seed=seed)
-        cues, ids = cluster_cues(labels, features)
+        cues, ids = cluster_cues(labels, features, object_saliency(labels) if saliency else None)
         rows.append(cues)
         fractions += [0.0, 1.0]
         cells += [int((labels == c).sum()) for c in ids]
@@ -71,20 +89,40 @@ def test_fit_scorer_learns_to_call_the_square_object(tmp_path):
     assert np.allclose(again.probability(cues), p) and again.provenance == {"images": 12}
     with pytest.raises(ValueError, match="both kinds"):
         fit_scorer(cues, np.zeros(len(cues)), cells)
+    with pytest.raises(ValueError, match="expected 9 or 10"):
+        fit_scorer(cues[:, :4], fractions, cells)
 
 
-KINDS = {"oxford17-flowers-seg": 282, "ecssd-dev": 167, "isic-lesions-128": 267}
+def test_a_scorer_that_weighs_saliency_needs_the_saliency_grid(tmp_path):
+    cues, fractions, cells = scene_rows(saliency=True)
+    scorer = fit_scorer(cues, fractions, cells)
+    assert scorer.cues == [*CUE_NAMES, SALIENCY_CUE] and scorer.uses_saliency
+    assert not fit_scorer(cues[:, :-1], fractions, cells).uses_saliency
+    path = tmp_path / "ten.json"
+    scorer.save(path)
+    labels, features = square_scene(size=8)
+    with pytest.raises(ValueError, match="weighs saliency"):
+        select_foreground(labels, "scored", features=features, scorer=str(path))
+    choice = select_foreground(labels, "scored", features=features, scorer=str(path), saliency=object_saliency(labels))
+    assert choice.foreground_clusters == [1]
 
 
-@pytest.mark.parametrize("name, images", [("scvae", KINDS), ("colour-pipeline", KINDS),
+PHOTOS = {"photos-unlabelled (pseudo-labels)": 646}
+KINDS = {"oxford17-flowers-seg": 282, "ecssd-dev": 167, "isic-lesions-128": 267, **PHOTOS}
+
+
+@pytest.mark.parametrize("name, images", [("scvae", KINDS), ("colour-pipeline", KINDS), ("scvae-unlabelled", PHOTOS),
                                           ("scvae-flowers", 282), ("colour-pipeline-flowers", 282)])
 def test_shipped_scorers_load_and_pick_an_obvious_object(name, images):
     assert name in shipped_scorers()
     scorer = load_scorer(name)
-    # Fit on the selection subsets only: the defaults on three kinds of images, the -flowers ones on Oxford-17.
+    # Fit on the selection subsets only (the defaults on three kinds of images and pseudo-labelled
+    # photos, the -flowers ones on Oxford-17), or on no masks at all (-unlabelled).
     assert scorer.provenance["stride"] == 3 and scorer.provenance["images"] == images
+    # The -flowers ones are the nine-cue scorers of before; the others weigh the image's saliency too.
+    assert scorer.uses_saliency == (not name.endswith("-flowers"))
     labels, features = square_scene(size=8)
-    choice = select_foreground(labels, "scored", features=features, scorer=name)
+    choice = select_foreground(labels, "scored", features=features, scorer=name, saliency=object_saliency(labels))
     assert choice.foreground_clusters == [1]
     assert choice.cluster_scores[1] < 0.5 < choice.cluster_scores[0]
 
@@ -96,14 +134,18 @@ def test_scored_rule_needs_features_and_never_gives_an_empty_or_full_mask():
     halves = np.zeros((12, 12), int)
     halves[:, 6:] = 1
     flat = np.random.default_rng(1).normal(0, 1, (12, 12, 3))
-    assert 0 < select_foreground(halves, "scored", features=flat).mask.mean() < 1
-    assert 0 < select_foreground(labels, "scored", threshold=1e9, features=features).mask.mean() < 1
+    flat_saliency = np.full((12, 12), 0.5)
+    assert 0 < select_foreground(halves, "scored", features=flat, saliency=flat_saliency).mask.mean() < 1
+    assert 0 < select_foreground(labels, "scored", threshold=1e9, features=features,
+                                 saliency=object_saliency(labels)).mask.mean() < 1
 
 
 @pytest.mark.parametrize("content, expected", [
     (None, "not a file, and not a shipped cluster scorer"),
     ("{not json", "not a valid scorer file"),
     (json.dumps({"cues": ["x"], "mean": [0], "scale": [1], "coef": [1], "intercept": 0}), "this version computes"),
+    (json.dumps({"cues": [SALIENCY_CUE, *CUE_NAMES], "mean": [0] * 10, "scale": [1] * 10, "coef": [1] * 10,
+                 "intercept": 0}), "optionally followed by 'saliency'"),
     (json.dumps({"cues": list(CUE_NAMES), "mean": [0] * 9, "scale": [0] * 9, "coef": [1] * 9, "intercept": 0}),
      "positive"),
     ('{"cues": %s, "mean": %s, "scale": %s, "coef": %s, "intercept": NaN}'
@@ -160,9 +202,15 @@ def test_fit_script_writes_a_loadable_scorer_and_keeps_an_existing_file(tmp_path
     assert done.returncode == 0, done.stderr
     scorer = load_scorer(str(out))
     assert scorer.provenance["images"] == {"set": 6} and scorer.provenance["ks"] == [2, 3]
+    assert scorer.cues == [*CUE_NAMES, SALIENCY_CUE]
     before = out.read_text()
     again = subprocess.run(argv, capture_output=True, text=True, env=subprocess_env(), timeout=300)
     assert again.returncode != 0 and "--force" in again.stderr and out.read_text() == before
+    nine = tmp_path / "nine.json"
+    argv[argv.index(str(out))] = str(nine)
+    done = subprocess.run(argv + ["--no-saliency-cue"], capture_output=True, text=True, env=subprocess_env(), timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert load_scorer(str(nine)).cues == list(CUE_NAMES)
 
 
 def test_a_fit_over_several_sets_weighs_each_set_the_same():
@@ -175,7 +223,7 @@ def test_a_fit_over_several_sets_weighs_each_set_the_same():
     def rows(n, sign):
         # Cue 0 separates object from background, in opposite directions in the two sets.
         fractions = rng.random(n) > 0.5
-        cues = rng.normal(0, 0.1, (n, len(CUE_NAMES)))
+        cues = rng.normal(0, 0.1, (n, len(CUE_NAMES) + 1))  # the nine cues and saliency
         cues[:, 0] += sign * np.where(fractions, 1.0, -1.0)
         return {"cues": cues, "fractions": fractions.astype(float), "cells": np.full(n, 10), "image": np.arange(n)}
 
@@ -184,6 +232,9 @@ def test_a_fit_over_several_sets_weighs_each_set_the_same():
     plain = balanced_fit({"all": {k: np.concatenate([big[k], small[k]]) for k in big}}, {})
     # Equal weights: the two directions cancel; pooled rows: the big set's direction wins.
     assert abs(balanced.coef[0]) < 0.25 * abs(plain.coef[0]) and plain.coef[0] > 0
+    assert len(balanced.cues) == 10 and len(balanced_fit({"big": big}, {}, saliency_cue=False).cues) == 9
+    with pytest.raises(ValueError, match="big: rows of 9 cues"):
+        balanced_fit({"big": {**big, "cues": big["cues"][:, :9]}}, {})
 
 
 @pytest.mark.parametrize("method, consensus, k, refine, rule, saliency", [
@@ -214,3 +265,83 @@ def test_rule_option_reaches_the_pipeline_and_bad_rules_are_usage_errors(tmp_pat
     code, _, err = run_cli(capsys, "eval", f"folder:{data}", "--methods", "colour-pipeline", "--rule", "magic",
                            "--out", tmp_path / "out")
     assert code == 2 and "--rule 'magic'" in err and "scored" in err
+
+
+def test_the_pipeline_computes_an_images_rbd_once_for_the_cue_and_the_blend_and_only_when_needed(monkeypatch):
+    import segtool.pipeline.saliency as saliency
+    from segtool.pipeline.registry import build_segmenter, parse_method
+
+    calls = []
+    real = saliency.rbd_on_work_copy
+    monkeypatch.setattr(saliency, "rbd_on_work_copy", lambda image: calls.append(image.shape) or real(image))
+    image = np.full((96, 128, 3), (40, 90, 40), np.uint8)
+    yy, xx = np.mgrid[0:96, 0:128]
+    image[(yy - 48) ** 2 + (xx - 64) ** 2 < 30 ** 2] = (220, 200, 30)
+    default = build_segmenter(parse_method("colour-pipeline"))  # the shipped scorer weighs saliency; blend 0.5
+    assert default.scorer_uses_saliency and default.cfg.saliency_weight > 0
+    mask = default.segment(image).mask
+    assert calls == [(96, 128, 3)]
+    assert mask[48, 64] and not mask[5, 5] and not mask[90, 120]
+    calls.clear()
+    build_segmenter(parse_method("colour-pipeline[scorer=colour-pipeline-flowers,saliency_weight=0]")).segment(image)
+    assert calls == []  # a nine-cue scorer and no blend: no saliency computed
+    with pytest.raises(ValueError, match="weighs saliency"):
+        default.vote(default.feature_grids([image])[0])
+
+
+def test_pseudo_labels_are_known_only_where_the_label_free_vote_and_saliency_agree():
+    sys.path.insert(0, str(REPO / "bench"))
+    from pseudo_labels import pseudo_labels
+
+    labels, _ = square_scene(n=12, size=6)          # a centred square: the simple rule's object
+    clusterings = {k: (labels, None, [0, 1]) for k in (2, 3, 4)}
+    saliency = np.zeros((12, 12))
+    saliency[3:9, 3:6] = 0.9                         # saliency finds the square's left half ...
+    saliency[0, :] = 0.8                             # ... and a strip of the border
+    obj, known = pseudo_labels(clusterings, saliency)
+    assert obj.sum() == 18 and obj[3:9, 3:6].all()
+    assert not known[3:9, 6:9].any() and not known[0].any()
+    assert known.sum() == 144 - 18 - 12
+
+
+def test_a_scorer_fit_without_masks_on_pseudo_labelled_photos_finds_an_obvious_object(tmp_path):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    rng = np.random.default_rng(3)
+    yy, xx = np.mgrid[0:96, 0:96]
+    for i in range(8):
+        image = rng.integers(20, 80, (96, 96, 3), dtype=np.uint8)
+        r, cy, cx = 14 + 2 * i, 48 + (i % 3) * 4 - 4, 48 - (i % 2) * 6
+        image[(yy - cy) ** 2 + (xx - cx) ** 2 < r * r] = (210, 40 + 20 * i, 30)
+        Image.fromarray(image).save(photos / f"p{i}.png")
+    out = tmp_path / "pseudo.json"
+    done = subprocess.run([sys.executable, str(REPO / "bench" / "fit_cluster_scorer.py"), "--unlabelled", str(photos),
+                           "--unlabelled-stride", "1", "--method", "colour-pipeline", "--out", str(out)],
+                          capture_output=True, text=True, env=subprocess_env(), timeout=300)
+    assert done.returncode == 0, done.stderr
+    scorer = load_scorer(str(out))
+    assert scorer.uses_saliency and scorer.provenance["images"] == {"photos (pseudo-labels)": 8}
+    assert "agree" in scorer.provenance["pseudo_labels"]
+    labels, features = square_scene(size=8)
+    choice = select_foreground(labels, "scored", features=features, scorer=str(out), saliency=object_saliency(labels))
+    assert choice.foreground_clusters == [1]
+
+
+def test_leave_one_kind_out_leaves_each_labelled_set_out_and_keeps_unlabelled_photos_in_every_fit(tmp_path):
+    a, b = synthetic_folder(tmp_path / "a"), synthetic_folder(tmp_path / "b", count=9)
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for path in sorted((a / "images").iterdir())[:4]:
+        (photos / path.name).write_bytes(path.read_bytes())
+    out = tmp_path / "loko"
+    done = subprocess.run([sys.executable, str(REPO / "bench" / "leave_one_kind_out.py"), f"folder:{a}", f"folder:{b}",
+                           "--unlabelled", str(photos), "--unlabelled-stride", "1", "--method", "colour-pipeline",
+                           "--ks", "2,3,4", "--limit", "2", "--out", str(out)],
+                          capture_output=True, text=True, env=subprocess_env(), timeout=600)
+    assert done.returncode == 0, done.stderr
+    report = json.loads((out / "loko.json").read_text())
+    assert [r["set"] for r in report["sets"]] == ["a", "b"]
+    assert all(0 <= r["leave_one_kind_out"] <= 1 and r["images"] == 2 for r in report["sets"])
+    without_a = load_scorer(str(out / "scorer-without-a.json")).provenance
+    assert without_a["datasets"] == ["b", "photos (pseudo-labels)"]
+    assert load_scorer(str(out / "scorer-all.json")).provenance["datasets"] == ["a", "b", "photos (pseudo-labels)"]

@@ -135,6 +135,17 @@ def test_the_blend_bench_chooses_across_sets_and_leaves_each_out(tmp_path):
     assert result["chosen"]["saliency_weight"] in (0, 0.5, 1)
     assert set(result["leave_one_kind_out"]) == {"a", "b"} and set(result["held_out_iou"]) == {"a", "b"}
     assert "leave one kind out" in done.stdout
+    # Gains 1 and 2 at weight 1 give the same masks: an exact tie, which keeps the incumbent
+    # everywhere, and without one the first of the equals wins.
+    tie = ["--weights", "1", "--gains", "1,2", "--json", str(out)]
+    for incumbent, expected in ((["--incumbent", "1,2"], 2.0), ([], 1.0)):
+        done = subprocess.run([sys.executable, str(ROOT / "bench" / "saliency_blend.py"), f"folder:{a}", f"folder:{b}",
+                               "--method", "colour-pipeline", *tie, *incumbent],
+                              capture_output=True, text=True, env=subprocess_env(), timeout=300)
+        assert done.returncode == 0, done.stderr
+        result = json.loads(out.read_text())
+        assert result["chosen"]["saliency_gain"] == expected
+        assert {fold["saliency_gain"] for fold in result["leave_one_kind_out"].values()} == {expected}
 
 
 def test_the_saliency_cue_probe_scores_both_scorers_in_and_out_of_kind(tmp_path):

@@ -234,6 +234,15 @@ def rbd_on_work_copy(image: np.ndarray) -> RBDResult:
     return rbd(shrink_to_pixels(_as_rgb(image), VOTE_WORK_PIXELS, min_side=8))
 
 
+def saliency_cue_grid(result: RBDResult, height: int, width: int) -> np.ndarray:
+    """The cluster scorer's saliency cue per cell of a height x width grid: the vote at gain 1
+    on the RBD's own pixels, averaged over each cell (area resampling)."""
+    import cv2
+
+    vote = vote_from_rbd(result, *result.labels.shape)
+    return cv2.resize(vote, (width, height), interpolation=cv2.INTER_AREA)
+
+
 def vote_from_rbd(result: RBDResult, height: int, width: int, gain: float = 1.0) -> np.ndarray:
     """saliency_vote's map from an RBD result (so that several gains can share one RBD)."""
     import cv2

@@ -84,10 +84,12 @@ class GridClusterSegmenter(Segmenter):
 
     def __init__(self, settings: ClusterSettings | None = None):
         self.cfg = settings or ClusterSettings()
+        self.scorer_uses_saliency = False
         if self.cfg.rule == "scored":
             from segtool.pipeline.foreground.scorer import load_scorer_cached
 
-            load_scorer_cached(self.cfg.scorer or self.name)  # a bad scorer fails here, before any work
+            # A bad scorer fails here, before any work.
+            self.scorer_uses_saliency = load_scorer_cached(self.cfg.scorer or self.name).uses_saliency
 
     def feature_grids(self, images: list[np.ndarray]) -> list[np.ndarray]:
         raise NotImplementedError
@@ -115,19 +117,39 @@ class GridClusterSegmenter(Segmenter):
         pos = position_grid(*features.shape[:2]) * self.cfg.position_weight
         return np.concatenate([features, pos], axis=-1)
 
-    def vote(self, features: np.ndarray) -> tuple[dict, dict, np.ndarray]:
+    def needs_rbd(self) -> bool:
+        """Whether segmenting computes the image's RBD saliency: for the blend, or for the scorer's cue."""
+        return self.cfg.saliency_weight > 0 or self.scorer_uses_saliency
+
+    def rbd_of(self, image: np.ndarray):
+        """The image's RBD saliency (segtool.pipeline.saliency), computed once for the scorer's cue
+        and the blend."""
+        from segtool.pipeline.saliency import rbd_on_work_copy
+
+        return rbd_on_work_copy(image)
+
+    def vote(self, features: np.ndarray, rbd=None) -> tuple[dict, dict, np.ndarray]:
         """The clusterings of a feature grid (per k), the foreground choice of each, and the grid of
-        votes: the fraction of clusterings that call each cell foreground (0 or 1 with one k)."""
+        votes: the fraction of clusterings that call each cell foreground (0 or 1 with one k).
+        `rbd` (rbd_of the image) is needed when the scorer weighs saliency."""
         all_labels = self.cluster(self.with_position(features))
         scorer = self.cfg.scorer or self.name
+        saliency = None
+        if self.scorer_uses_saliency:
+            from segtool.pipeline.saliency import saliency_cue_grid
+
+            if rbd is None:
+                raise ValueError(f"the cluster scorer {scorer!r} weighs saliency: pass the image's RBD")
+            saliency = saliency_cue_grid(rbd, *features.shape[:2])
         choices = {k: select_foreground(labels, self.cfg.rule, self.cfg.threshold, features=features,
-                                        sigma=self.cfg.geodesic_sigma, scorer=scorer)
+                                        sigma=self.cfg.geodesic_sigma, scorer=scorer, saliency=saliency)
                    for k, labels in all_labels.items()}
         return all_labels, choices, np.mean([c.mask for c in choices.values()], axis=0)
 
     def finish(self, image: np.ndarray, features: np.ndarray, started: float) -> SegmentResult:
-        all_labels, choices, votes = self.vote(features)
-        mask = self.full_resolution_mask(image, votes)
+        rbd = self.rbd_of(image) if self.needs_rbd() else None
+        all_labels, choices, votes = self.vote(features, rbd)
+        mask = self.full_resolution_mask(image, votes, rbd)
         # The cluster map shows the clustering at k (or the middle one of a consensus).
         shown = self.cfg.k if self.cfg.k in all_labels else sorted(all_labels)[len(all_labels) // 2]
         labels, choice = all_labels[shown], choices[shown]
@@ -135,20 +157,22 @@ class GridClusterSegmenter(Segmenter):
         return SegmentResult(mask, labels, votes > 0.5, choice.foreground_clusters, sizes, choice.cluster_scores,
                              time.perf_counter() - started)
 
-    def full_resolution_mask(self, image: np.ndarray, votes: np.ndarray) -> np.ndarray:
+    def full_resolution_mask(self, image: np.ndarray, votes: np.ndarray, rbd=None) -> np.ndarray:
         """Upsampling, refinement and clean-up of the grid's votes, on a copy of the image of at most
         WORK_PIXELS (then enlarged): a mask from a 32 x 32 grid gains nothing from 24 megapixels,
-        and hole filling, GrabCut or the guided filter at that size cost seconds and gigabytes."""
+        and hole filling, GrabCut or the guided filter at that size cost seconds and gigabytes.
+        `rbd` is the image's RBD saliency when already computed (rbd_of)."""
         from segtool.pipeline.features import resize_image, shrink_to_pixels
 
         height, width = image.shape[:2]
         work = shrink_to_pixels(image, WORK_PIXELS)
         if self.cfg.saliency_weight > 0:
-            from segtool.pipeline.saliency import saliency_vote
+            from segtool.pipeline.saliency import vote_from_rbd
 
             w = self.cfg.saliency_weight
+            rbd = rbd if rbd is not None else self.rbd_of(image)
             soft = upsample_votes(votes, *work.shape[:2], image=work, method=self.cfg.upsample)
-            mask = (1 - w) * soft + w * saliency_vote(work, *work.shape[:2], self.cfg.saliency_gain) > 0.5
+            mask = (1 - w) * soft + w * vote_from_rbd(rbd, *work.shape[:2], self.cfg.saliency_gain) > 0.5
         else:
             mask = upsample_mask(votes, *work.shape[:2], image=work, method=self.cfg.upsample)
         mask = refine_mask(work, mask, self.cfg.refine)

@@ -15,6 +15,13 @@ same weights serve grids of any size and feature sets of any dimension:
     vertical_offset        |centroid row index / height - 1/2| (indices from 0, as the shipped
     horizontal_offset      |centroid column index / width - 1/2|  scorers were fit: a centred
                            cluster reads 1/(2 x side), not 0)
+
+and, when a saliency grid is given (a scorer that weighs it: SALIENCY_CUE in its cues),
+
+    saliency               mean over its cells of the image's RBD saliency vote on the grid
+                           (segtool.pipeline.saliency.saliency_cue_grid): a cue computed from
+                           the pixels, not the features, so it holds when the features do not
+                           separate object from background
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ import numpy as np
 
 CUE_NAMES = ("boundary_connectivity", "border_share", "size", "centre_distance", "spread",
              "contrast_to_border", "contrast_to_rest", "vertical_offset", "horizontal_offset")
+SALIENCY_CUE = "saliency"
 
 
 def border_cells(h: int, w: int) -> np.ndarray:
@@ -31,12 +39,16 @@ def border_cells(h: int, w: int) -> np.ndarray:
     return b
 
 
-def cluster_cues(labels: np.ndarray, features: np.ndarray) -> tuple[np.ndarray, list[int]]:
+def cluster_cues(labels: np.ndarray, features: np.ndarray,
+                 saliency: np.ndarray | None = None) -> tuple[np.ndarray, list[int]]:
     """Cues [clusters, len(CUE_NAMES)] of a label grid [h, w] over a feature grid [h, w, C],
-    and the cluster ids in the same order."""
+    and the cluster ids in the same order; with a saliency grid [h, w], one more column, the
+    SALIENCY_CUE."""
     h, w = labels.shape
     if features.shape[:2] != (h, w):
         raise ValueError(f"labels are {h}x{w} but features are {features.shape[0]}x{features.shape[1]}")
+    if saliency is not None and saliency.shape != (h, w):
+        raise ValueError(f"labels are {h}x{w} but the saliency grid is {saliency.shape[0]}x{saliency.shape[1]}")
     border = border_cells(h, w)
     rows, cols = np.mgrid[0:h, 0:w]
     # The same normalisation on both axes keeps the cue a distance from the centre on any aspect.
@@ -72,5 +84,5 @@ def cluster_cues(labels: np.ndarray, features: np.ndarray) -> tuple[np.ndarray, 
         np.linalg.norm(mean - rest, axis=1) / spread_unit,
         np.abs(row_mean / h - 0.5),
         np.abs(col_mean / w - 0.5),
-    ], axis=1)
+    ] + ([member @ saliency.ravel().astype(np.float64) / n] if saliency is not None else []), axis=1)
     return cues, [int(c) for c in ids]

@@ -13,8 +13,9 @@ geodesic:  per cell p, with geodesic distances d(p, q) along the 4-connected gri
            a median edge count as zero (texture, not boundary).
 scored:    a cluster is foreground if the cluster scorer (segtool.pipeline.foreground.scorer: a logistic
            regression over scale-free cues of position, shape, border contact and feature contrast,
-           fit offline on a selection subset's masks) gives it P(object) above 1/2; its score is
-           the background probability 1 - P(object).
+           and for the shipped scorers the image's RBD saliency, fit offline on a selection
+           subset's masks) gives it P(object) above 1/2; its score is the background probability
+           1 - P(object).
 In all three, if no cluster qualifies the most object-like one is taken, and if every cluster
 qualifies the most background-like one is dropped: a mask is never empty or full.
 """
@@ -83,9 +84,11 @@ class ForegroundChoice:
 
 def select_foreground(labels: np.ndarray, rule: str = "simple", threshold: float | None = None,
                       features: np.ndarray | None = None, sigma: float = 2.0,
-                      scorer: str = "scvae") -> ForegroundChoice:
+                      scorer: str = "scvae", saliency: np.ndarray | None = None) -> ForegroundChoice:
     """Foreground clusters of a label grid [h, w] (see the module docstring for the rules);
-    `scorer` names the shipped cluster scorer, or a JSON path, for the scored rule."""
+    `scorer` names the shipped cluster scorer, or a JSON path, for the scored rule, and
+    `saliency` is the grid [h, w] of segtool.pipeline.saliency.saliency_cue_grid, needed when
+    that scorer weighs the saliency cue."""
     if rule == "simple":
         scores = cluster_boundary_connectivity(labels)
         threshold = 1.5 if threshold is None else threshold
@@ -96,11 +99,13 @@ def select_foreground(labels: np.ndarray, rule: str = "simple", threshold: float
         scores = {int(c): float(bg[labels == c].mean()) for c in np.unique(labels)}
         threshold = 0.3 if threshold is None else threshold
     elif rule == "scored":
-
         if features is None:
             raise ValueError("the scored rule needs the feature grid")
-        cues, ids = cluster_cues(labels, features)
-        background = 1.0 - load_scorer_cached(scorer).probability(cues)
+        model = load_scorer_cached(scorer)
+        if model.uses_saliency and saliency is None:
+            raise ValueError(f"the cluster scorer {scorer!r} weighs saliency: pass the image's saliency grid")
+        cues, ids = cluster_cues(labels, features, saliency if model.uses_saliency else None)
+        background = 1.0 - model.probability(cues)
         scores = {c: float(p) for c, p in zip(ids, background)}
         threshold = 0.5 if threshold is None else threshold
     else:

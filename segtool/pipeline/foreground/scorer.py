@@ -1,7 +1,10 @@
 """The cluster scorer: how likely a cluster is to be object, from its cues (segtool.pipeline.foreground.cues).
 
-A logistic regression over the nine standardised cues: ten numbers per feature set, stored as
-JSON under segtool/scorers/. It is fit once, offline, on the masks of a selection subset
+A logistic regression over the standardised cues, stored as JSON under segtool/scorers/: the
+nine cues of the feature grid, or those nine and the RBD saliency cue (SALIENCY_CUE), as the
+JSON's `cues` list says. Scorers of either kind load; one that weighs saliency makes the pipeline
+compute the image's RBD saliency before it chooses clusters. It is fit once, offline, on the
+masks of a selection subset, and optionally on pseudo-labelled photos without masks
 (`bench/fit_cluster_scorer.py`; the JSON records the command, data and images); segmenting never
 sees a mask. Each training row is one cluster of one image at one k, labelled object when most
 of its cells are object in the ground truth, and weighted by its size, since a cluster's weight
@@ -17,10 +20,12 @@ from pathlib import Path
 
 import numpy as np
 
-from segtool.pipeline.foreground.cues import CUE_NAMES
+from segtool.pipeline.foreground.cues import CUE_NAMES, SALIENCY_CUE
 from segtool.params import key_list
 from segtool.errors import SegtoolError
 
+# The cue lists a scorer may weigh, in column order.
+CUE_SETS = (tuple(CUE_NAMES), tuple(CUE_NAMES) + (SALIENCY_CUE,))
 
 
 def _is_finite_number(value) -> bool:
@@ -37,9 +42,10 @@ class ClusterScorer:
     provenance: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if list(self.cues) != list(CUE_NAMES):
-            raise ValueError(f"the scorer weighs cues {self.cues}, but this version computes {list(CUE_NAMES)}")
-        n = len(CUE_NAMES)
+        if not isinstance(self.cues, (list, tuple)) or tuple(self.cues) not in CUE_SETS:
+            raise ValueError(f"the scorer weighs cues {self.cues}, but this version computes "
+                             f"{list(CUE_NAMES)}, optionally followed by {SALIENCY_CUE!r}")
+        n = len(self.cues)
         for name in ("mean", "scale", "coef"):
             values = getattr(self, name)
             if (not isinstance(values, (list, tuple)) or len(values) != n
@@ -52,8 +58,12 @@ class ClusterScorer:
         if min(self.scale) <= 0:
             raise ValueError("'scale' must be positive")
 
+    @property
+    def uses_saliency(self) -> bool:
+        return SALIENCY_CUE in self.cues
+
     def probability(self, cues: np.ndarray) -> np.ndarray:
-        """P(object) for each row of cues [clusters, len(CUE_NAMES)]."""
+        """P(object) for each row of cues [clusters, len(self.cues)]."""
         z = (np.asarray(cues, dtype=np.float64) - self.mean) / self.scale
         return 1.0 / (1.0 + np.exp(-(z @ np.asarray(self.coef) + self.intercept)))
 
@@ -63,10 +73,14 @@ class ClusterScorer:
 
 def fit_scorer(cues: np.ndarray, object_fraction: np.ndarray, cells: np.ndarray, provenance: dict | None = None,
                regularisation: float = 1.0) -> ClusterScorer:
-    """Fit the logistic regression on cluster rows: cues [n, 9], the fraction of each cluster's
-    cells that are object [n], and its size in cells [n] (the sample weight)."""
+    """Fit the logistic regression on cluster rows: cues [n, 9] (CUE_NAMES) or [n, 10] (and
+    SALIENCY_CUE), the fraction of each cluster's cells that are object [n], and its size in
+    cells [n] (the sample weight)."""
     from sklearn.linear_model import LogisticRegression
 
+    names = next((names for names in CUE_SETS if len(names) == np.shape(cues)[1]), None)
+    if names is None:
+        raise ValueError(f"cue rows have {np.shape(cues)[1]} columns; expected {' or '.join(str(len(n)) for n in CUE_SETS)}")
     target = np.asarray(object_fraction) > 0.5
     if target.all() or not target.any():
         raise ValueError("fitting needs clusters of both kinds: some mostly object, some mostly background")
@@ -75,7 +89,7 @@ def fit_scorer(cues: np.ndarray, object_fraction: np.ndarray, cells: np.ndarray,
     scale[scale == 0] = 1.0  # a constant cue carries no information; keep it finite
     model = LogisticRegression(C=regularisation, max_iter=5000)
     model.fit((cues - mean) / scale, target, sample_weight=np.asarray(cells, dtype=np.float64))
-    return ClusterScorer(list(CUE_NAMES), mean.tolist(), scale.tolist(), model.coef_[0].tolist(),
+    return ClusterScorer(list(names), mean.tolist(), scale.tolist(), model.coef_[0].tolist(),
                          float(model.intercept_[0]), provenance or {})
 
 
