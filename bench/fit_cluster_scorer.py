@@ -38,13 +38,16 @@ import numpy as np
 ROWS_VERSION = "nine cues + saliency"
 
 
-def clusterings_with_cues(segmenter, image: np.ndarray, features: np.ndarray, ks) -> dict[int, tuple]:
+def clusterings_with_cues(segmenter, image: np.ndarray, features: np.ndarray, ks,
+                          saliency: np.ndarray | None = None) -> dict[int, tuple]:
     """{k: (labels [h, w], cues [clusters, 10], cluster ids)} for each clustering of one image:
-    the nine grid cues and the saliency cue, as the pipeline computes them."""
+    the nine grid cues and the saliency cue, as the pipeline computes them (`saliency`: the
+    image's saliency_cue_grid when the caller already has it)."""
     from segtool.pipeline.foreground.cues import cluster_cues
     from segtool.pipeline.saliency import saliency_cue_grid
 
-    saliency = saliency_cue_grid(segmenter.rbd_of(image), *features.shape[:2])
+    if saliency is None:
+        saliency = saliency_cue_grid(segmenter.rbd_of(image), *features.shape[:2])
     return {k: (labels, *cluster_cues(labels, features, saliency))
             for k, labels in segmenter.cluster(segmenter.with_position(features), ks).items()}
 

@@ -65,8 +65,9 @@ def unlabelled_rows(folder: str, stride: int, limit, segmenter, ks: tuple[int, .
             image = load_image(path)
             images.append(iem_crop(image, np.zeros(image.shape[:2], bool))[0])  # the eval protocol's crop
         for offset, (image, features) in enumerate(zip(images, segmenter.feature_grids(images))):
-            clusterings = clusterings_with_cues(segmenter, image, features, ks)
-            obj, known = pseudo_labels(clusterings, saliency_cue_grid(segmenter.rbd_of(image), *features.shape[:2]))
+            saliency = saliency_cue_grid(segmenter.rbd_of(image), *features.shape[:2])  # once: cue and label
+            clusterings = clusterings_with_cues(segmenter, image, features, ks, saliency)
+            obj, known = pseudo_labels(clusterings, saliency)
             agreed.append(known.mean())
             for labels, cues, ids in clusterings.values():
                 for row, c in zip(cues, ids):
