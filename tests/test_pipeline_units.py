@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import scvae
-from segtool.pipeline.cluster import kmeans_labels, spectral_labels
+from segtool.pipeline.cluster import kmeans_labels, kmeans_labels_per_k, spectral_labels
 from segtool.pipeline.extract import CodeExtractor, model_input_size
 from segtool.pipeline.foreground.rules import cluster_boundary_connectivity, geodesic_background_probability, select_foreground
 from segtool.evaluation.metrics import score_mask
@@ -346,3 +346,35 @@ def test_the_texture_block_joins_the_codes_and_not_the_colour_pipeline():
     np.testing.assert_array_equal(textured[..., :6], plain[..., :6])
     colour = PipelineColourSegmenter(features=CodeFeatureSettings(texture_weight=1.0)).feature_grids([image])[0]
     assert colour.shape[-1] == 3 + 3  # colour stands in for the codes, plus colour: no texture of codes
+
+
+def test_kmeans_for_several_k_at_once_equals_each_k_alone():
+    # All runs of all k iterate together; a k's result must not depend on the others asked for.
+    rng = np.random.default_rng(3)
+    x = np.concatenate([rng.normal(c, 0.7, (120, 12)) for c in range(5)])
+    together = kmeans_labels_per_k(x, [2, 3, 5, 8], seed=7)
+    for k in (2, 3, 5, 8):
+        assert np.array_equal(together[k], kmeans_labels(x, k, seed=7))
+        assert len(np.unique(together[k])) == k
+
+
+def test_kmeans_inertia_matches_sklearn():
+    from sklearn.cluster import KMeans
+
+    rng = np.random.default_rng(4)
+    x = np.concatenate([rng.normal(c * 1.5, 1.0, (200, 8)) for c in range(6)])
+    for k in (3, 6):
+        ours = kmeans_labels(x, k, seed=0)
+        inertia = sum(((x[ours == c] - x[ours == c].mean(axis=0)) ** 2).sum() for c in range(k))
+        reference = KMeans(k, n_init=4, random_state=0).fit(x).inertia_
+        assert inertia <= reference * 1.01
+
+
+def test_kmeans_with_fewer_distinct_points_than_k_relocates_empty_clusters():
+    # Three distinct points, four clusters: seeding runs out of new points, a cluster empties and
+    # takes a far cell; every cluster stays pure.
+    x = np.repeat(np.array([[0.0, 0.0], [5.0, 0.0], [0.0, 5.0]]), 30, axis=0)
+    labels = kmeans_labels(x, 4, seed=1)
+    assert len(np.unique(labels)) in (3, 4)
+    for c in np.unique(labels):
+        assert len(np.unique(x[labels == c], axis=0)) == 1

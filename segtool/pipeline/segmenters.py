@@ -16,7 +16,7 @@ import time
 from dataclasses import asdict, dataclass, field
 import numpy as np
 
-from segtool.pipeline.cluster import kmeans_labels, principal_projection, spectral_labels
+from segtool.pipeline.cluster import kmeans_labels_per_k, principal_projection, spectral_labels
 from segtool.pipeline.features import atom_histograms, colour_grid, position_grid, standardise, transform_codes
 from segtool.pipeline.foreground.rules import select_foreground
 from segtool.params import Flag, Number, Whole, check_params
@@ -105,7 +105,7 @@ class GridClusterSegmenter(Segmenter):
             raise ValueError(f"k = {max(ks)} clusters is more than the {h}x{w} = {h * w} cells of the grid")
         flat = principal_projection(features.reshape(h * w, c), self.cfg.keep_variance)
         if self.cfg.method == "kmeans":
-            labels = {k: kmeans_labels(flat, k, seed=self.cfg.seed, n_init=self.cfg.n_init) for k in ks}
+            labels = kmeans_labels_per_k(flat, ks, seed=self.cfg.seed, n_init=self.cfg.n_init)
         else:
             labels = spectral_labels(flat, list(ks), affinity=self.cfg.affinity, seed=self.cfg.seed,
                                      gamma_scale=self.cfg.gamma_scale, n_neighbors=self.cfg.n_neighbors)
