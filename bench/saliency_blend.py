@@ -1,11 +1,11 @@
 """Choosing the weight of RBD saliency in the pipeline's final map, across kinds of images.
 
     .venv/bin/python bench/saliency_blend.py folder:SET_A folder:SET_B ... [--method scvae]
-        [--weights 0,0.2,...] [--gains 1,2,4]
+        [--weights 0,0.2,...] [--gains 1,2,4] [--cuts 0.5]
 
 For every image of every set (the eval protocol's 128x128 crop) it computes once the method's
-upsampled vote map and RBD saliency, then scores every (weight, gain) of the blend
-    mask = (1 - weight) x votes + weight x clip(0.5 + gain x (saliency - Otsu threshold), 0, 1) > 1/2
+upsampled vote map and RBD saliency, then scores every (weight, gain, cut) of the blend
+    mask = (1 - weight) x votes + weight x clip(0.5 + gain x (saliency - Otsu threshold), 0, 1) > cut
 (then the pipeline's clean-up), and prints:
 - strict IoU per set on the selection subsets (index % 3 == 0) and the held-out images;
 - the pair chosen on the selection subsets of all sets together (the mean over sets), its
@@ -30,6 +30,15 @@ import numpy as np
 
 def parse_floats(text: str) -> list[float]:
     return [float(v) for v in text.split(",") if v.strip()]
+
+
+def parse_cuts(text: str) -> list[float | str]:
+    """Cuts of the final map, as the pipeline's mask_cut takes them: numbers, or otsu (each image's own)."""
+    return ["otsu" if v.strip().lower() == "otsu" else float(v) for v in text.split(",") if v.strip()]
+
+
+def cut_text(cut: float | str) -> str:
+    return cut if isinstance(cut, str) else f"{cut:g}"
 
 
 def collect(spec: str, method: str):
@@ -61,15 +70,37 @@ def collect(spec: str, method: str):
     return reader.name, segmenter.cfg, items
 
 
-def blend_scores(items, cfg, weight: float, gain: float) -> tuple[np.ndarray, np.ndarray]:
-    """(image indices, strict IoU per image) of the blend at (weight, gain)."""
-    from segtool.pipeline.refine import clean_mask
+def collected_sets(specs: list[str], method: str, cache: str | None):
+    """collect() for every set, read from `cache` when it was written for the same method, sets and
+    scorer file (the vote maps depend on them), written there otherwise."""
+    import hashlib
+    import pickle
+
+    from segtool.errors import SegtoolError
+    from segtool.resources import read_resource
+
+    scorer_text = read_resource("scorer", method, SegtoolError)[0]
+    key = (method, tuple(specs), hashlib.sha256(scorer_text.encode()).hexdigest())
+    if cache and Path(cache).is_file():
+        stored = pickle.loads(Path(cache).read_bytes())
+        if stored["key"] == key:
+            return stored["sets"]
+    sets = [collect(spec, method) for spec in specs]
+    if cache:
+        Path(cache).write_bytes(pickle.dumps({"key": key, "sets": sets}))
+    return sets
+
+
+def blend_scores(items, cfg, weight: float, gain: float, cut: float | str = 0.5) -> tuple[np.ndarray, np.ndarray]:
+    """(image indices, strict IoU per image) of the blend at (weight, gain), cut at `cut` (a number, or
+    otsu: each map at its own Otsu threshold, as the pipeline's mask_cut)."""
+    from segtool.pipeline.refine import clean_mask, map_cut
     from segtool.pipeline.saliency import vote_from_rbd
 
     indices, scores = [], []
     for index, soft, result, truth in items:
         blended = soft if weight == 0 else (1 - weight) * soft + weight * vote_from_rbd(result, *soft.shape, gain)
-        mask = clean_mask(blended > 0.5, cfg.fill_holes, cfg.min_part)
+        mask = clean_mask(blended > map_cut(blended, cut), cfg.fill_holes, cfg.min_part)
         union = (mask | truth).sum()
         indices.append(index)
         scores.append((mask & truth).sum() / union if union else 1.0)
@@ -82,19 +113,29 @@ def main() -> None:
     parser.add_argument("--method", default="scvae", help="scvae or colour-pipeline")
     parser.add_argument("--weights", default="0,0.2,0.3,0.4,0.5,0.6,0.7,1")
     parser.add_argument("--gains", default="1,2,4")
-    parser.add_argument("--incumbent", default=None, metavar="W,G",
+    parser.add_argument("--cuts", default="0.5", help="where the blended map is cut, as the pipeline's mask_cut: "
+                                                       "numbers, or otsu (each image's own Otsu threshold)")
+    parser.add_argument("--incumbent", default=None, metavar="W,G[,CUT]",
                         help="the shipped pair: another replaces it only when ahead on the selection subsets by "
                              "more than two standard errors of the per-image difference (a tie keeps it)")
+    parser.add_argument("--no-loss", action="store_true",
+                        help="a challenger must also not fall behind the incumbent on any one set by more than two "
+                             "standard errors: a gain on some kinds may not be paid for by another")
+    parser.add_argument("--items-cache", default=None, metavar="FILE",
+                        help="keep the collected vote maps and RBD results here, to try other grids without "
+                             "recomputing them (rebuilt when the method, the sets or the shipped scorer change)")
     parser.add_argument("--json", default=None, help="also write the chosen pairs here (leave_one_kind_out.py "
                                                      "--fold-overrides reads the per-set ones)")
     args = parser.parse_args()
-    pairs = [(w, g) for w in parse_floats(args.weights) for g in ([1.0] if w == 0 else parse_floats(args.gains))]
+    pairs = [(w, g, c) for w in parse_floats(args.weights) for g in ([1.0] if w == 0 else parse_floats(args.gains))
+             for c in parse_cuts(args.cuts)]
     incumbent = None
     if args.incumbent:
-        incumbent = tuple(parse_floats(args.incumbent))
+        w, g, *cut = args.incumbent.split(",")
+        incumbent = (float(w), float(g), parse_cuts(cut[0])[0] if cut else 0.5)
         if incumbent not in pairs:
             sys.exit(f"saliency_blend: --incumbent {args.incumbent}: not among the weights and gains tried")
-    sets = [collect(spec, args.method) for spec in args.datasets]
+    sets = collected_sets(args.datasets, args.method, args.items_cache)
     names = [name for name, _, _ in sets]
     scores = {}
     for name, cfg, items in sets:
@@ -105,33 +146,43 @@ def main() -> None:
     def selection_mean(pair, among):
         return float(np.mean([scores[n, pair][0].mean() for n in among]))
 
-    def choose(among) -> tuple:
-        """The best pair on the selection subsets of `among`, unless it is the incumbent's equal."""
-        best = max(pairs, key=lambda pair: selection_mean(pair, among))
-        if incumbent is None or best == incumbent:
-            return best
-        diffs = [scores[n, best][0] - scores[n, incumbent][0] for n in among]
+    def beats_incumbent(pair, among) -> bool:
+        diffs = [scores[n, pair][0] - scores[n, incumbent][0] for n in among]
         lead = float(np.mean([d.mean() for d in diffs]))
         se = math.sqrt(sum(d.var(ddof=1) / len(d) for d in diffs)) / len(diffs)
-        return best if lead > 2 * se else incumbent
+        if lead <= 2 * se:
+            return False
+        # With --no-loss, no set may fall behind the incumbent by more than two standard errors.
+        return not args.no_loss or all(d.mean() >= -2 * d.std(ddof=1) / math.sqrt(len(d)) for d in diffs)
+
+    def choose(among) -> tuple:
+        """The best pair on the selection subsets of `among` that beats the incumbent (see
+        --incumbent, --no-loss); the incumbent when none does."""
+        ranked = sorted(pairs, key=lambda pair: -selection_mean(pair, among))
+        if incumbent is None:
+            return ranked[0]
+        for pair in ranked:
+            if pair == incumbent or beats_incumbent(pair, among):
+                return pair
+        return incumbent
 
     print(f"{args.method}: strict IoU (%), selection subsets | held-out images")
-    print(f"{'weight':>6} {'gain':>5}  " + "  ".join(f"{n[:14]:>14}" for n in names) + "  |  "
+    print(f"{'weight':>6} {'gain':>5} {'cut':>5}  " + "  ".join(f"{n[:14]:>14}" for n in names) + "  |  "
           + "  ".join(f"{n[:14]:>14}" for n in names))
     for pair in pairs:
-        print(f"{pair[0]:6.2f} {pair[1]:5.1f}  " + "  ".join(f"{100 * scores[n, pair][0].mean():14.1f}" for n in names)
+        print(f"{pair[0]:6.2f} {pair[1]:5.1f} {cut_text(pair[2]):>5}  " + "  ".join(f"{100 * scores[n, pair][0].mean():14.1f}" for n in names)
               + "  |  " + "  ".join(f"{100 * scores[n, pair][1].mean():14.1f}" for n in names))
     chosen = choose(names)
     if incumbent is not None:
         best = max(pairs, key=lambda pair: selection_mean(pair, names))
-        print(f"\nbest on the selection subsets: weight {best[0]:g}, gain {best[1]:g}"
-              + ("" if best == chosen else f"; not ahead of the incumbent {incumbent[0]:g}, {incumbent[1]:g} by "
-                                           "more than two standard errors, which stays"))
-    base = pairs[0] if pairs[0][0] == 0 else min(pairs)
-    print(f"\nchosen on the selection subsets of all {len(names)} sets: weight {chosen[0]:g}, gain {chosen[1]:g}")
+        print(f"\nbest on the selection subsets: weight {best[0]:g}, gain {best[1]:g}, cut {cut_text(best[2])}"
+              + ("" if best == chosen else "; it does not beat the incumbent as the rule asks"))
+    base = incumbent or pairs[0]  # the per-image differences below are against the incumbent when there is one
+    print(f"\nchosen on the selection subsets of all {len(names)} sets: weight {chosen[0]:g}, gain {chosen[1]:g}, "
+          f"cut {cut_text(chosen[2])}")
     for name in names:
         diff = scores[name, chosen][1] - scores[name, base][1]
-        print(f"  {name}: held-out {100 * scores[name, chosen][1].mean():.1f} (weight 0: "
+        print(f"  {name}: held-out {100 * scores[name, chosen][1].mean():.1f} (weight {base[0]:g}, cut {cut_text(base[2])}: "
               f"{100 * scores[name, base][1].mean():.1f}), per image {100 * diff.mean():+.2f} +- "
               f"{100 * diff.std(ddof=1) / math.sqrt(len(diff)):.2f}")
     without = {}
@@ -140,13 +191,14 @@ def main() -> None:
         for name in names:
             others = [n for n in names if n != name]
             pair = choose(others)
-            without[name] = {"saliency_weight": pair[0], "saliency_gain": pair[1]}
-            print(f"  {name}: weight {pair[0]:g}, gain {pair[1]:g} -> {100 * scores[name, pair][1].mean():.1f}")
+            without[name] = {"saliency_weight": pair[0], "saliency_gain": pair[1], "mask_cut": pair[2]}
+            print(f"  {name}: weight {pair[0]:g}, gain {pair[1]:g}, cut {cut_text(pair[2])} -> {100 * scores[name, pair][1].mean():.1f}")
     if args.json:
         import json
 
         Path(args.json).write_text(json.dumps({
-            "method": args.method, "chosen": {"saliency_weight": chosen[0], "saliency_gain": chosen[1]},
+            "method": args.method, "chosen": {"saliency_weight": chosen[0], "saliency_gain": chosen[1],
+                                                 "mask_cut": chosen[2]},
             "leave_one_kind_out": without,
             "held_out_iou": {n: float(scores[n, chosen][1].mean()) for n in names}}, indent=2) + "\n")
 

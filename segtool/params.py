@@ -38,12 +38,17 @@ class Number:
     high: float | None = None
     optional: bool = False
     above_low: bool = False          # the low end itself is excluded (e.g. a scale > 0)
+    word: str | None = None          # a word accepted instead of a number (e.g. a cut "otsu")
 
     def check(self, name: str, value):
         if value is None and self.optional:
             return None
+        if self.word is not None and isinstance(value, str) and value.strip().lower() == self.word:
+            return self.word
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-            raise ValueError(f"{name} must be a finite number{_range(self.low, self.high, self.above_low)}, got {value!r}")
+            alternative = f" or {self.word}" if self.word else ""
+            raise ValueError(f"{name} must be a finite number{_range(self.low, self.high, self.above_low)}"
+                             f"{alternative}, got {value!r}")
         value = float(value)
         if self.above_low and self.low is not None and value <= self.low:
             raise ValueError(f"{name} must be above {self.low:g}, got {value:g}")

@@ -237,20 +237,22 @@ def test_a_fit_over_several_sets_weighs_each_set_the_same():
         balanced_fit({"big": {**big, "cues": big["cues"][:, :9]}}, {})
 
 
-@pytest.mark.parametrize("method, consensus, k, refine, rule, saliency", [
-    ("colour-pipeline", (3, 4, 6, 8), 4, "none", "scored", 0.5),                       # the default
-    ("colour-pipeline[rule=simple]", (2, 3, 4), 4, "grabcut", "simple", 0.0),          # the label-free default
-    ("colour-pipeline[rule=simple,k=3]", (), 3, "grabcut", "simple", 0.0),
-    ("colour-pipeline[rule=geodesic,refine=none]", (2, 3, 4), 4, "none", "geodesic", 0.0),
-    ("colour-pipeline[rule=simple,saliency_weight=0.3]", (2, 3, 4), 4, "grabcut", "simple", 0.3),
-    ("colour-pipeline[k=2]", (), 2, "none", "scored", 0.5),
+@pytest.mark.parametrize("method, consensus, k, refine, rule, saliency, cut", [
+    ("colour-pipeline", (3, 4, 6, 8), 4, "none", "scored", 0.4, "otsu"),                   # the default
+    ("colour-pipeline[rule=simple]", (2, 3, 4), 4, "grabcut", "simple", 0.0, 0.5),         # the label-free default
+    ("colour-pipeline[rule=simple,k=3]", (), 3, "grabcut", "simple", 0.0, 0.5),
+    ("colour-pipeline[rule=geodesic,refine=none]", (2, 3, 4), 4, "none", "geodesic", 0.0, 0.5),
+    ("colour-pipeline[rule=simple,saliency_weight=0.3]", (2, 3, 4), 4, "grabcut", "simple", 0.3, 0.5),
+    ("colour-pipeline[rule=simple,mask_cut=OTSU]", (2, 3, 4), 4, "grabcut", "simple", 0.0, "otsu"),
+    ("colour-pipeline[k=2,mask_cut=0.4]", (), 2, "none", "scored", 0.4, 0.4),
 ])
-def test_each_rule_brings_its_measured_settings_unless_told_otherwise(method, consensus, k, refine, rule, saliency):
-    # A label-free rule takes nothing chosen on labelled images, the saliency vote's weight included.
+def test_each_rule_brings_its_measured_settings_unless_told_otherwise(method, consensus, k, refine, rule, saliency, cut):
+    # A label-free rule takes nothing chosen on labelled images: the saliency vote's weight, the cut.
     from segtool.pipeline.registry import build_segmenter, parse_method
 
     cfg = build_segmenter(parse_method(method)).cfg
-    assert (cfg.consensus, cfg.k, cfg.refine, cfg.rule, cfg.saliency_weight) == (consensus, k, refine, rule, saliency)
+    assert (cfg.consensus, cfg.k, cfg.refine, cfg.rule, cfg.saliency_weight, cfg.mask_cut) == \
+        (consensus, k, refine, rule, saliency, cut)
 
 
 def test_rule_option_reaches_the_pipeline_and_bad_rules_are_usage_errors(tmp_path, capsys):

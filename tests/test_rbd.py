@@ -100,20 +100,42 @@ def test_saliency_vote_is_centred_on_otsu_and_sized_as_asked():
 
 
 def test_the_pipeline_blends_its_votes_with_saliency():
-    from segtool.pipeline.refine import clean_mask
+    from segtool.pipeline.refine import clean_mask, map_cut
     from segtool.pipeline.saliency import saliency_vote
 
     image, disc = disc_image()
     colour = build_segmenter(parse_method("colour-pipeline"))
-    assert colour.cfg.saliency_weight == 0.5  # the default blends ...
+    assert colour.cfg.saliency_weight == 0.4  # the default blends ...
     assert build_segmenter(parse_method("colour")).cfg.saliency_weight == 0  # ... the classical baseline does not
-    # All weight on saliency: the clustering's votes are ignored, the mask is the cleaned RBD vote.
-    only_saliency = build_segmenter(parse_method("colour-pipeline[saliency_weight=1]")).segment(image).mask
-    expected = clean_mask(saliency_vote(image, *disc.shape) > 0.5, colour.cfg.fill_holes, colour.cfg.min_part)
-    assert np.array_equal(only_saliency, expected)
+    # All weight on saliency: the clustering's votes are ignored, the mask is the cleaned RBD vote,
+    # cut where mask_cut says.
+    vote = saliency_vote(image, *disc.shape)
+    for cut, threshold in ((0.5, 0.5), ("otsu", map_cut(vote, "otsu"))):
+        only_saliency = build_segmenter(parse_method(f"colour-pipeline[saliency_weight=1,mask_cut={cut}]"))
+        expected = clean_mask(vote > threshold, colour.cfg.fill_holes, colour.cfg.min_part)
+        assert np.array_equal(only_saliency.segment(image).mask, expected)
     assert iou(colour.segment(image).mask, disc) > 0.8
     with pytest.raises(UsageError, match="saliency_weight"):
         build_segmenter(parse_method("scvae[saliency_weight=1.5]"))
+
+
+def test_the_final_map_is_cut_at_its_own_otsu_threshold_by_default():
+    # An object only some clusterings found (votes 0.4 against 0 around it) survives the per-image
+    # cut, where a fixed majority cut drops it; the cut stays within its bounds on a flat map.
+    from segtool.pipeline.refine import OTSU_CUT_RANGE, map_cut
+
+    image, disc = disc_image()
+    votes = np.zeros((32, 32))
+    votes[10:22, 10:22] = 0.4
+    truth = np.kron(votes > 0, np.ones((image.shape[0] // 32, image.shape[1] // 32), bool))
+    plain = "colour-pipeline[saliency_weight=0,upsample=bilinear,fill_holes=false,min_part=0"
+    per_image = build_segmenter(parse_method(plain + "]")).full_resolution_mask(image, votes)
+    majority = build_segmenter(parse_method(plain + ",mask_cut=0.5]")).full_resolution_mask(image, votes)
+    assert not majority.any()
+    assert iou(per_image, truth) > 0.9
+    assert map_cut(np.zeros((8, 8)), "otsu") == OTSU_CUT_RANGE[0]
+    assert map_cut(np.ones((8, 8)), "otsu") == OTSU_CUT_RANGE[1]
+    assert map_cut(np.zeros((8, 8)), 0.3) == 0.3
 
 
 def test_the_blend_bench_chooses_across_sets_and_leaves_each_out(tmp_path):

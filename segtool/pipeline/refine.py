@@ -90,6 +90,22 @@ def superpixel_snap(image: np.ndarray, soft: np.ndarray, cell: float) -> np.ndar
     return (sums / np.maximum(counts, 1))[segments]
 
 
+# The per-image cut stays within these bounds: a map that barely varies (every clustering agreeing,
+# no saliency contrast) has an Otsu threshold at noise, and cutting there would keep or drop it all.
+OTSU_CUT_RANGE = (0.25, 0.6)
+
+
+def map_cut(soft: np.ndarray, cut: float | str) -> float:
+    """Where a soft foreground map is cut: `cut` itself, or for "otsu" Otsu's threshold of the map's
+    values (within OTSU_CUT_RANGE), which falls between the object's and the background's levels
+    wherever both sit, not at a fixed 1/2 that an object half the clusterings missed falls below."""
+    if cut != "otsu":
+        return float(cut)
+    from segtool.pipeline.superpixels import otsu_threshold
+
+    return float(np.clip(otsu_threshold(soft), *OTSU_CUT_RANGE))
+
+
 def clean_mask(mask: np.ndarray, fill_holes: bool = False, min_part: float = 0.0) -> np.ndarray:
     """Fill enclosed holes and drop foreground parts smaller than `min_part` of the image
     (the largest part always stays): objects are mostly solid, specks are mostly noise.

@@ -112,6 +112,7 @@ def _merge_cli(overrides: dict, cli: dict | None) -> None:
         # Nor does it take the saliency vote, whose weight was chosen on labelled images: the
         # label-free pipeline stays what it was, free of anything fit to masks, unless asked.
         overrides.setdefault("saliency_weight", 0.0)
+        overrides.setdefault("mask_cut", 0.5)
     if "k" in overrides and "consensus" not in overrides:
         overrides["consensus"] = ()  # an explicit k means that one clustering
 

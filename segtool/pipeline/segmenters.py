@@ -21,7 +21,7 @@ from segtool.pipeline.features import atom_histograms, colour_grid, position_gri
 from segtool.pipeline.foreground.rules import select_foreground
 from segtool.params import Flag, Number, Whole, check_params
 from segtool.settings import ClusterSettings, CodeFeatureSettings
-from segtool.pipeline.refine import clean_mask, refine_mask, upsample_mask, upsample_votes
+from segtool.pipeline.refine import clean_mask, map_cut, refine_mask, upsample_mask, upsample_votes
 
 
 
@@ -166,15 +166,19 @@ class GridClusterSegmenter(Segmenter):
 
         height, width = image.shape[:2]
         work = shrink_to_pixels(image, WORK_PIXELS)
-        if self.cfg.saliency_weight > 0:
-            from segtool.pipeline.saliency import vote_from_rbd
-
-            w = self.cfg.saliency_weight
-            rbd = rbd if rbd is not None else self.rbd_of(image)
-            soft = upsample_votes(votes, *work.shape[:2], image=work, method=self.cfg.upsample)
-            mask = (1 - w) * soft + w * vote_from_rbd(rbd, *work.shape[:2], self.cfg.saliency_gain) > 0.5
-        else:
+        blend = self.cfg.saliency_weight > 0
+        if not blend and self.cfg.mask_cut == 0.5:
+            # The majority of the clusterings (a tied vote counts as foreground on the bilinear map).
             mask = upsample_mask(votes, *work.shape[:2], image=work, method=self.cfg.upsample)
+        else:
+            soft = upsample_votes(votes, *work.shape[:2], image=work, method=self.cfg.upsample)
+            if blend:
+                from segtool.pipeline.saliency import vote_from_rbd
+
+                w = self.cfg.saliency_weight
+                rbd = rbd if rbd is not None else self.rbd_of(image)
+                soft = (1 - w) * soft + w * vote_from_rbd(rbd, *work.shape[:2], self.cfg.saliency_gain)
+            mask = soft > map_cut(soft, self.cfg.mask_cut)
         mask = refine_mask(work, mask, self.cfg.refine)
         mask = clean_mask(mask, self.cfg.fill_holes, self.cfg.min_part)
         if work is not image:
@@ -215,7 +219,8 @@ class ColourSegmenter(GridClusterSegmenter):
     def default_settings() -> ClusterSettings:
         """The classical baseline: one K-means at k = 3, position weighted 20, boundary connectivity."""
         return ClusterSettings(k=3, method="kmeans", position_weight=20.0, consensus=(), rule="simple",
-                               upsample="bilinear", saliency_weight=0.0, refine="none", fill_holes=False, min_part=0.0)
+                               upsample="bilinear", saliency_weight=0.0, mask_cut=0.5, refine="none",
+                               fill_holes=False, min_part=0.0)
 
     def __init__(self, settings: ClusterSettings | None = None, grid: int = 32):
         super().__init__(settings or self.default_settings())
