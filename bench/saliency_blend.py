@@ -107,6 +107,32 @@ def blend_scores(items, cfg, weight: float, gain: float, cut: float | str = 0.5)
     return np.array(indices), np.array(scores)
 
 
+def choose_setting(pairs: list[tuple], scores: dict, among: list[str], incumbent: tuple | None = None,
+                   no_loss: bool = False) -> tuple:
+    """The best setting on the selection subsets of the sets `among` (the mean over sets of their
+    mean IoU; scores[set, setting] = (selection IoUs, held-out IoUs) per image). With an incumbent,
+    a challenger must lead it by more than two standard errors of the per-image difference, and
+    with `no_loss` also trail it on no single set by more than two; the incumbent stays otherwise."""
+    def selection_mean(pair):
+        return float(np.mean([scores[n, pair][0].mean() for n in among]))
+
+    def beats_incumbent(pair) -> bool:
+        diffs = [scores[n, pair][0] - scores[n, incumbent][0] for n in among]
+        lead = float(np.mean([d.mean() for d in diffs]))
+        se = math.sqrt(sum(d.var(ddof=1) / len(d) for d in diffs)) / len(diffs)
+        if lead <= 2 * se:
+            return False
+        return not no_loss or all(d.mean() >= -2 * d.std(ddof=1) / math.sqrt(len(d)) for d in diffs)
+
+    ranked = sorted(pairs, key=lambda pair: -selection_mean(pair))  # stable: the first of equals wins
+    if incumbent is None:
+        return ranked[0]
+    for pair in ranked:
+        if pair == incumbent or beats_incumbent(pair):
+            return pair
+    return incumbent
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("datasets", nargs="+", help="folder:PATH of labelled sets (images/ + masks/)")
@@ -146,25 +172,8 @@ def main() -> None:
     def selection_mean(pair, among):
         return float(np.mean([scores[n, pair][0].mean() for n in among]))
 
-    def beats_incumbent(pair, among) -> bool:
-        diffs = [scores[n, pair][0] - scores[n, incumbent][0] for n in among]
-        lead = float(np.mean([d.mean() for d in diffs]))
-        se = math.sqrt(sum(d.var(ddof=1) / len(d) for d in diffs)) / len(diffs)
-        if lead <= 2 * se:
-            return False
-        # With --no-loss, no set may fall behind the incumbent by more than two standard errors.
-        return not args.no_loss or all(d.mean() >= -2 * d.std(ddof=1) / math.sqrt(len(d)) for d in diffs)
-
     def choose(among) -> tuple:
-        """The best pair on the selection subsets of `among` that beats the incumbent (see
-        --incumbent, --no-loss); the incumbent when none does."""
-        ranked = sorted(pairs, key=lambda pair: -selection_mean(pair, among))
-        if incumbent is None:
-            return ranked[0]
-        for pair in ranked:
-            if pair == incumbent or beats_incumbent(pair, among):
-                return pair
-        return incumbent
+        return choose_setting(pairs, scores, among, incumbent, args.no_loss)
 
     print(f"{args.method}: strict IoU (%), selection subsets | held-out images")
     print(f"{'weight':>6} {'gain':>5} {'cut':>5}  " + "  ".join(f"{n[:14]:>14}" for n in names) + "  |  "

@@ -168,6 +168,20 @@ def test_the_blend_bench_chooses_across_sets_and_leaves_each_out(tmp_path):
         result = json.loads(out.read_text())
         assert result["chosen"]["saliency_gain"] == expected
         assert {fold["saliency_gain"] for fold in result["leave_one_kind_out"].values()} == {expected}
+    # Cuts join the grid; the collected maps are kept, and a second run reads them back unchanged.
+    cache = tmp_path / "items.pkl"
+    cuts = ["--weights", "0,0.5", "--gains", "1", "--cuts", "otsu,0.5", "--incumbent", "0.5,1,0.5", "--no-loss",
+            "--items-cache", str(cache), "--json", str(out)]
+    outputs = []
+    for _ in range(2):
+        done = subprocess.run([sys.executable, str(ROOT / "bench" / "saliency_blend.py"), f"folder:{a}", f"folder:{b}",
+                               "--method", "colour-pipeline", *cuts],
+                              capture_output=True, text=True, env=subprocess_env(), timeout=300)
+        assert done.returncode == 0, done.stderr
+        outputs.append(out.read_text())
+    assert cache.is_file() and outputs[0] == outputs[1]
+    assert json.loads(outputs[0])["chosen"]["mask_cut"] in ("otsu", 0.5)
+    assert "otsu" in done.stdout
 
 
 def test_the_saliency_cue_probe_scores_both_scorers_in_and_out_of_kind(tmp_path):
@@ -191,3 +205,30 @@ def test_the_saliency_cue_probe_scores_both_scorers_in_and_out_of_kind(tmp_path)
         assert figures["images"] == 4  # indices 1, 2, 4, 5 of six: the selection subset is never scored
         assert 0 <= figures["nine"] <= 1 and 0 <= figures["loko_ten"] <= 1
     assert "leave one kind out" in done.stdout
+
+
+def test_the_blend_rule_keeps_the_incumbent_unless_a_challenger_wins_without_a_loss():
+    import sys
+
+    from conftest import ROOT
+
+    sys.path.insert(0, str(ROOT / "bench"))
+    from saliency_blend import choose_setting
+
+    rng = np.random.default_rng(0)
+    base = {name: rng.uniform(0.3, 0.9, 200) for name in ("a", "b")}
+    noise = {name: rng.normal(0, 0.01, 200) for name in ("a", "b")}
+
+    def scored(shift_a: float, shift_b: float):
+        return {"a": base["a"] + shift_a + noise["a"], "b": base["b"] + shift_b + noise["b"]}
+
+    # A tie: as good on average, its own per-image differences (no lead beyond two standard errors).
+    settings = {"incumbent": scored(0, 0), "lopsided": scored(0.2, -0.1), "even": scored(0.03, 0.02),
+                "tie": {name: base[name] + rng.normal(0, 0.05, 200) for name in ("a", "b")}}
+    scores = {(name, key): (values[name], values[name]) for key, values in settings.items() for name in ("a", "b")}
+    keys = list(settings)
+    assert choose_setting(keys, scores, ["a", "b"]) == "lopsided"                       # the best mean
+    assert choose_setting(keys, scores, ["a", "b"], "incumbent") == "lopsided"          # a clear lead
+    assert choose_setting(keys, scores, ["a", "b"], "incumbent", no_loss=True) == "even"  # but it loses b
+    assert choose_setting(["incumbent", "tie"], scores, ["a", "b"], "incumbent") == "incumbent"  # a tie keeps it
+    assert choose_setting(keys, scores, ["b"], "incumbent", no_loss=True) == "even"     # one set: b's best
