@@ -53,8 +53,8 @@ def kmeans_labels_per_k(features: np.ndarray, ks, seed: int = 0, n_init: int = 4
 
     Every run of every k iterates together, one matrix product per Lloyd step for all of them,
     each run stopping by its own rule: on a grid of about 1,000 cells numpy's per-call cost is
-    much of the time, and the vote's 16 runs (4 k x 4 restarts) take about a third less time
-    than one after another, with the same labels. Each k draws its seeds from its own generator
+    much of the time, and the vote's 16 runs (4 k x 4 restarts) take about half the time they
+    take one after another, with the same labels (bench/segment_speed.py). Each k draws its seeds from its own generator
     (`seed`), so a k's result does not depend on which other k are asked for."""
     ks = list(dict.fromkeys(int(k) for k in ks))
     for k in ks:
@@ -140,7 +140,7 @@ def _lloyd_together(x: np.ndarray, seeds: list[np.ndarray], max_iter: int, thres
         current = centres[active]
         a = len(active)
         score = _centre_scores(x32, current, used[active])  # [K, a, N]
-        new_labels = _argmin_outer(score)  # [a, N]
+        new_labels = score.argmin(axis=0)  # [a, N]
         # Every run's sums in one matrix product: cell n adds to row (run, its cluster).
         rows = new_labels + (np.arange(a) * k)[:, None]
         members = np.zeros((a * k, n), dtype=np.float32)
@@ -169,18 +169,6 @@ def _lloyd_together(x: np.ndarray, seeds: list[np.ndarray], max_iter: int, thres
     nearest = d2.argmin(axis=2)
     inertia = np.take_along_axis(d2, nearest[:, :, None], axis=2)[:, :, 0].sum(axis=1)
     return nearest, inertia
-
-
-def _argmin_outer(values: np.ndarray) -> np.ndarray:
-    """values.argmin(axis=0) (the first on a tie) as a few passes over whole slices: numpy's
-    argmin over a short outer axis walks the array cell by cell, ten times slower here."""
-    best = values[0].copy()
-    index = np.zeros(best.shape, dtype=np.int64)
-    for j in range(1, len(values)):
-        better = values[j] < best
-        np.copyto(best, values[j], where=better)
-        index[better] = j
-    return index
 
 
 def _centre_scores(x: np.ndarray, centres: np.ndarray, used: np.ndarray) -> np.ndarray:
