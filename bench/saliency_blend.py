@@ -52,8 +52,9 @@ def collect(spec: str, method: str):
     from segtool.pipeline.saliency import rbd_on_work_copy
 
     reader = open_dataset(spec)
-    segmenter = build_segmenter(parse_method(f"{method}[saliency_weight=0]"),
-                                extractor_factory=lambda: load_extractor(None, cache=True))
+    spec_ = parse_method(method)  # a method with its own settings, e.g. scvae[threshold=0.4], is taken as given
+    spec_.overrides["saliency_weight"] = 0
+    segmenter = build_segmenter(spec_, extractor_factory=lambda: load_extractor(None, cache=True))
     samples = reader.samples()
     items = []
     for start in range(0, len(samples), 32):
@@ -79,7 +80,10 @@ def collected_sets(specs: list[str], method: str, cache: str | None):
     from segtool.errors import SegtoolError
     from segtool.resources import read_resource
 
-    scorer_text = read_resource("scorer", method, SegtoolError)[0]
+    from segtool.pipeline.registry import parse_method
+
+    spec = parse_method(method)
+    scorer_text = read_resource("scorer", spec.overrides.get("scorer", spec.name), SegtoolError)[0]
     key = (method, tuple(specs), hashlib.sha256(scorer_text.encode()).hexdigest())
     if cache and Path(cache).is_file():
         stored = pickle.loads(Path(cache).read_bytes())
