@@ -232,3 +232,41 @@ def test_the_blend_rule_keeps_the_incumbent_unless_a_challenger_wins_without_a_l
     assert choose_setting(keys, scores, ["a", "b"], "incumbent", no_loss=True) == "even"  # but it loses b
     assert choose_setting(["incumbent", "tie"], scores, ["a", "b"], "incumbent") == "incumbent"  # a tie keeps it
     assert choose_setting(keys, scores, ["b"], "incumbent", no_loss=True) == "even"     # one set: b's best
+
+
+def test_the_feature_map_bench_reproduces_the_pipeline_on_codes_and_scores_every_map(tmp_path):
+    """bench/feature_maps.py: its codes row is the shipped pipeline's own IoU (same encoder pass,
+    same settings), and every other map of the model goes through the same pipeline on each set."""
+    import json
+    import subprocess
+    import sys
+
+    from conftest import ROOT, subprocess_env
+    from test_cluster_scorer import synthetic_folder
+
+    from segtool.data.readers import open_dataset
+    from segtool.evaluation.metrics import score_mask
+    from segtool.evaluation.protocol import iem_crop
+    from segtool.pipeline.models import load_extractor
+    from segtool.pipeline.registry import build_segmenter, parse_method
+
+    a, b = synthetic_folder(tmp_path / "a", count=3), synthetic_folder(tmp_path / "b", count=3)
+    out = tmp_path / "maps.json"
+    done = subprocess.run([sys.executable, str(ROOT / "bench" / "feature_maps.py"), f"folder:{a}", f"folder:{b}",
+                           "--features", "codes,prelista,level2,codes+mid", "--colour-weights", "1,0", "--images", "all",
+                           "--json", str(out)], capture_output=True, text=True, env=subprocess_env(), timeout=600)
+    assert done.returncode == 0, done.stderr
+    result = json.loads(out.read_text())
+    labels = {"codes", "prelista", "level2", "codes+mid", "codes (colour x0)", "prelista (colour x0)",
+              "level2 (colour x0)", "codes+mid (colour x0)", "colour-pipeline"}
+    assert set(result["sets"]) == {"a", "b"} and all(set(s) == labels for s in result["sets"].values())
+    reader = open_dataset(f"folder:{a}")
+    segmenter = build_segmenter(parse_method("scvae"), extractor_factory=lambda: load_extractor(None))
+    crops = [iem_crop(*reader.load(s), 128, "bilinear") for s in reader.samples()]
+    shipped = np.mean([score_mask(r.mask, truth).iou for (_, truth), r in
+                       zip(crops, segmenter.segment_batch([image for image, _ in crops]))])
+    assert result["sets"]["a"]["codes"]["iou"] == pytest.approx(100 * shipped, abs=1e-6)
+    assert result["sets"]["a"]["colour-pipeline"]["vs_colour_pipeline"]["mean"] == 0
+    bad = subprocess.run([sys.executable, str(ROOT / "bench" / "feature_maps.py"), f"folder:{a}", "--features", "pixels"],
+                         capture_output=True, text=True, env=subprocess_env(), timeout=120)
+    assert bad.returncode != 0 and "each map must be one of" in bad.stderr

@@ -1,0 +1,176 @@
+"""Which of the model's feature maps segments best, each beside the same pipeline on colour.
+
+    .venv/bin/python bench/feature_maps.py folder:SET_A folder:SET_B ... \
+        [--features codes,prelista,mid,level2,codes+mid] [--colour-weights 1,2] [--images selection]
+
+One encoder pass per image (the shipped precision, as `segtool eval` runs it) gives every map:
+- codes:    the sparse codes Z, what the default pipeline clusters ([32, 32, K]);
+- prelista: the encoder's output E(x) before sparse coding ([32, 32, n]);
+- mid:      the encoder's last feature map before its output layer ([32, 32, channels]);
+- level2:   the feature map after the second downsampling (64 x 64), average-pooled to 32 x 32;
+- a+b:      maps side by side.
+Each map goes through the default pipeline unchanged (standardised, Lab colour at each
+`--colour-weights` value, position, the vote, the shipped cluster scorer, the saliency vote and
+the cut). Printed per set: strict IoU of each, and its paired per-image difference against
+`colour-pipeline` (mean +- standard error); then the mean over sets. A difference within about
+two standard errors is not a measured difference. `--images selection` (the default) scores each
+set's selection subset (index % 3 == 0), `held-out` the other two thirds, `all` every image.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+import numpy as np
+
+MAPS = ("codes", "prelista", "mid", "level2")
+SUBSETS = ("selection", "held-out", "all")
+
+
+def parse_features(text: str) -> list[tuple[str, ...]]:
+    """'codes,codes+mid' -> [('codes',), ('codes', 'mid')]; unknown names are refused."""
+    out = []
+    for item in text.split(","):
+        parts = tuple(p.strip() for p in item.split("+") if p.strip())
+        unknown = [p for p in parts if p not in MAPS]
+        if not parts or unknown:
+            raise ValueError(f"--features: {item!r}: each map must be one of {', '.join(MAPS)}")
+        out.append(parts)
+    return out
+
+
+def in_subset(index: int, subset: str) -> bool:
+    return subset == "all" or (index % 3 == 0) == (subset == "selection")
+
+
+class FeatureMaps:
+    """Every map of MAPS for a batch of images, from one pass of the extractor's model (its
+    precision and input size), caught with forward hooks so the model's code is not repeated."""
+
+    def __init__(self, extractor):
+        from scvae.modules import Downsample
+
+        self.extractor = extractor
+        encoder = extractor.model.encoder
+        self._caught: dict = {}
+        downsamplings = [m for m in encoder.down if isinstance(m, Downsample)]
+        if len(downsamplings) < 2:
+            raise ValueError("level2 needs an encoder with at least two downsamplings")
+        self._hooks = [
+            encoder.mid.register_forward_hook(lambda m, i, o: self._caught.__setitem__("mid", o)),
+            encoder.conv_out.register_forward_hook(lambda m, i, o: self._caught.__setitem__("prelista", o)),
+            downsamplings[1].register_forward_hook(lambda m, i, o: self._caught.__setitem__("level2", o)),
+        ]
+
+    def __call__(self, images: list[np.ndarray]) -> dict[str, list[np.ndarray]]:
+        import torch.nn.functional as F
+
+        self._caught.clear()
+        # The extractor's own pass (no cache, so the hooks fire): its codes are the shipped ones.
+        codes = self.extractor.extract(images)
+        grid = codes[0].shape[:2]
+        out = {"codes": codes}
+        for name, value in self._caught.items():
+            value = value.float()
+            if value.shape[-2:] != grid:
+                value = F.adaptive_avg_pool2d(value, grid)
+            out[name] = list(value.permute(0, 2, 3, 1).cpu().numpy())
+        return out
+
+
+class GivenGrids:
+    """An extractor stand-in that hands the pipeline grids computed elsewhere."""
+
+    def __init__(self, factor: int, input_size):
+        self.factor = factor
+        self.input_size = input_size
+        self.grids: list[np.ndarray] = []
+
+    def extract(self, images):
+        return self.grids
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("datasets", nargs="+", help="folder:PATH of each labelled set")
+    parser.add_argument("--features", default="codes,prelista,mid,level2")
+    parser.add_argument("--colour-weights", default="1", help="comma-separated colour weights (the default's is 1)")
+    parser.add_argument("--images", default="selection", choices=SUBSETS)
+    parser.add_argument("--model", default=None, help="a shipped model name or checkpoint folder (default: shipped)")
+    parser.add_argument("--limit", type=int, default=None, help="at most this many images per set")
+    parser.add_argument("--json", default=None, help="also write the figures here")
+    args = parser.parse_args(argv)
+    try:
+        features = parse_features(args.features)
+        weights = [float(v) for v in args.colour_weights.split(",") if v.strip()]
+    except ValueError as exc:
+        sys.exit(f"feature_maps: {exc}")
+    if not weights or any(not np.isfinite(w) or w < 0 for w in weights):
+        sys.exit("feature_maps: --colour-weights must be finite numbers >= 0")
+
+    import dataclasses
+
+    from segtool.data.readers import open_dataset
+    from segtool.evaluation.metrics import score_mask
+    from segtool.evaluation.protocol import iem_crop
+    from segtool.evaluation.runner import paired_difference
+    from segtool.pipeline.models import load_extractor
+    from segtool.pipeline.registry import build_segmenter, default_pipeline, parse_method
+    from segtool.pipeline.segmenters import SCVAESegmenter
+
+    extractor = load_extractor(args.model)
+    maps = FeatureMaps(extractor)
+    cluster, code_cfg = default_pipeline()
+    variants = {}
+    for parts in features:
+        for w in weights:
+            stand_in = GivenGrids(extractor.factor, extractor.input_size)
+            label = "+".join(parts) + (f" (colour x{w:g})" if w != code_cfg.colour_weight else "")
+            variants[label] = (parts, stand_in,
+                               SCVAESegmenter(stand_in, cluster, dataclasses.replace(code_cfg, colour_weight=w)))
+    colour = build_segmenter(parse_method("colour-pipeline"))
+
+    means: dict[str, list[float]] = {}
+    report: dict = {"images": args.images, "sets": {}}
+    for spec in args.datasets:
+        reader = open_dataset(spec)
+        samples = [(i, s) for i, s in enumerate(reader.samples()) if in_subset(i, args.images)][:args.limit]
+        scores: dict[str, dict[int, float]] = {label: {} for label in [*variants, "colour-pipeline"]}
+        for start in range(0, len(samples), 32):
+            chunk = samples[start:start + 32]
+            crops = [iem_crop(*reader.load(s), 128, "bilinear") for _, s in chunk]
+            images = [image for image, _ in crops]
+            grids = maps(images)
+            for parts, stand_in, _ in variants.values():
+                stand_in.grids = [np.concatenate([grids[p][j] for p in parts], axis=-1) for j in range(len(images))]
+            runs = [(label, seg) for label, (_, _, seg) in variants.items()]
+            for label, seg in [*runs, ("colour-pipeline", colour)]:
+                for (index, _), (_, truth), result in zip(chunk, crops, seg.segment_batch(images)):
+                    scores[label][index] = score_mask(result.mask, truth).iou
+            print(f"  {reader.name}: {start + len(chunk)}/{len(samples)}", end="\r", file=sys.stderr)
+        print(file=sys.stderr)
+        print(f"{reader.name}: {len(samples)} images ({args.images}), strict IoU; paired difference against "
+              "colour-pipeline")
+        report["sets"][reader.name] = {}
+        for label, values in scores.items():
+            d = paired_difference(scores["colour-pipeline"], values)
+            mean = 100 * float(np.mean(list(values.values())))
+            means.setdefault(label, []).append(mean)
+            report["sets"][reader.name][label] = {"images": len(values), "iou": mean,
+                                                  "vs_colour_pipeline": {"mean": 100 * d["mean"], "se": 100 * d["se"]}}
+            versus = "" if label == "colour-pipeline" else f"   {100 * d['mean']:+6.2f} +- {100 * d['se']:.2f}"
+            print(f"  {label:32s} {mean:5.1f}{versus}")
+    if len(args.datasets) > 1:
+        print("mean over sets:")
+        for label, values in means.items():
+            print(f"  {label:32s} {np.mean(values):5.1f}")
+    if args.json:
+        import json
+        from pathlib import Path
+
+        Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
