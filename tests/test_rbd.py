@@ -270,3 +270,50 @@ def test_the_feature_map_bench_reproduces_the_pipeline_on_codes_and_scores_every
     bad = subprocess.run([sys.executable, str(ROOT / "bench" / "feature_maps.py"), f"folder:{a}", "--features", "pixels"],
                          capture_output=True, text=True, env=subprocess_env(), timeout=120)
     assert bad.returncode != 0 and "each map must be one of" in bad.stderr
+
+
+def test_choose_method_picks_across_sets_on_the_selection_subset_and_leaves_each_kind_out(tmp_path):
+    """bench/choose_method.py on a results.csv written by hand: only selection rows decide; a
+    challenger that wins the mean but loses one set is kept out by --no-loss; each left-out set
+    gets the choice of the others."""
+    import csv
+    import json
+    import subprocess
+    import sys
+
+    from conftest import ROOT, subprocess_env
+
+    rng = np.random.default_rng(0)
+    # Per set, the true level of each method; the noise is small, so every lead is many SE.
+    levels = {"a": {"base": 0.5, "steady": 0.55, "lopsided": 0.40, "held-only": 0.5},
+              "b": {"base": 0.5, "steady": 0.52, "lopsided": 0.75, "held-only": 0.5}}
+    path = tmp_path / "results.csv"
+    with path.open("w", newline="") as f:
+        out = csv.writer(f)
+        out.writerow(["dataset", "method", "noise", "index", "id", "iou"])
+        for name, methods in levels.items():
+            for index in range(60):
+                for method, level in methods.items():
+                    # held-only is far ahead on the held-out images alone: the choice must not see them.
+                    bonus = 0.3 if method == "held-only" and index % 3 else 0.0
+                    out.writerow([name, method, 0, index, f"im{index}", level + bonus + rng.normal(0, 0.01)])
+    report = tmp_path / "choice.json"
+
+    def run(*extra):
+        done = subprocess.run([sys.executable, str(ROOT / "bench" / "choose_method.py"), str(path), *extra,
+                               "--json", str(report)], capture_output=True, text=True, env=subprocess_env(), timeout=120)
+        assert done.returncode == 0, done.stderr
+        return json.loads(report.read_text())
+
+    plain = run()
+    assert plain["chosen"] == "lopsided"  # best mean over the sets' selection subsets
+    careful = run("--incumbent", "base", "--no-loss")
+    assert careful["chosen"] == "steady"
+    assert careful["held_out"]["a"]["difference"] == pytest.approx(5, abs=0.5)
+    # Without b, lopsided trails on a and steady leads; without a, lopsided wins b with no loss there.
+    assert careful["leave_one_kind_out"]["b"]["chosen"] == "steady"
+    assert careful["leave_one_kind_out"]["a"]["chosen"] == "lopsided"
+    assert careful["leave_one_kind_out"]["a"]["difference"] == pytest.approx(-10, abs=0.5)
+    missing = subprocess.run([sys.executable, str(ROOT / "bench" / "choose_method.py"), str(path), "--incumbent", "nope"],
+                             capture_output=True, text=True, env=subprocess_env(), timeout=120)
+    assert missing.returncode != 0 and "not among the run's methods" in missing.stderr
