@@ -61,6 +61,14 @@ def read_run(run: str) -> tuple[list[str], list[str], dict]:
     return sets, methods, scores
 
 
+def fold_settings(method: str) -> dict:
+    """The settings a method's brackets give (scvae[consensus=[4,6,8]] -> {"consensus": [4, 6, 8]})."""
+    from segtool.pipeline.registry import parse_method
+
+    return {key: list(value) if isinstance(value, tuple) else value
+            for key, value in parse_method(method).overrides.items()}
+
+
 def paired(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
     d = 100 * (b - a)
     return float(d.mean()), float(d.std(ddof=1) / math.sqrt(len(d))) if len(d) > 1 else float("nan")
@@ -94,7 +102,10 @@ def main(argv: list[str] | None = None) -> None:
     chosen = choose(sets)
     print(f"\nchosen on all sets: {chosen}" + (" (the incumbent)" if chosen == args.incumbent else ""))
     print(f"held-out strict IoU, and the paired per-image difference against {reference}:")
-    report: dict = {"chosen": chosen, "incumbent": args.incumbent, "held_out": {}, "leave_one_kind_out": {}}
+    # "leave_one_kind_out" holds each fold's settings as bench/saliency_blend.py writes them, so that
+    # bench/leave_one_kind_out.py --fold-overrides takes either file; the fold's figures sit beside.
+    report: dict = {"chosen": chosen, "incumbent": args.incumbent, "held_out": {}, "leave_one_kind_out": {},
+                    "leave_one_kind_out_scores": {}}
     for name in sets:
         held = scores[name, chosen][1]
         diff, se = paired(scores[name, reference][1], held)
@@ -109,7 +120,8 @@ def main(argv: list[str] | None = None) -> None:
         diff, se = paired(scores[name, reference][1], held)
         loko.append(100 * held.mean())
         loko_reference.append(100 * scores[name, reference][1].mean())
-        report["leave_one_kind_out"][name] = {"chosen": fold, "iou": loko[-1], "difference": diff, "se": se}
+        report["leave_one_kind_out"][name] = fold_settings(fold)
+        report["leave_one_kind_out_scores"][name] = {"chosen": fold, "iou": loko[-1], "difference": diff, "se": se}
         print(f"  {name:24s} {fold:{width}s} {loko[-1]:5.1f}   {diff:+5.2f} +- {se:.2f} against {reference}")
     print(f"  mean {np.mean(loko):.1f} (held-out mean of {reference}: {np.mean(loko_reference):.1f})")
     report["leave_one_kind_out_mean"] = float(np.mean(loko))

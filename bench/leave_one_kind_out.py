@@ -37,9 +37,10 @@ def main(argv: list[str] | None = None) -> None:
                         help="scorers weigh the RBD saliency cue beside the nine grid cues (as shipped)")
     parser.add_argument("--limit", type=int, default=None, help="held-out images per set (for a quick look)")
     parser.add_argument("--out", required=True)
-    parser.add_argument("--fold-overrides", default=None,
-                        help="JSON {'leave_one_kind_out': {SET: {setting: value}}} (bench/saliency_blend.py --json): "
-                             "settings chosen without SET, given to the method scored on SET")
+    parser.add_argument("--fold-overrides", action="append", default=[],
+                        help="JSON {'leave_one_kind_out': {SET: {setting: value}}} (bench/saliency_blend.py or "
+                             "bench/choose_method.py --json): settings chosen without SET, given to the method scored "
+                             "on SET; may be given more than once (the files' settings are merged)")
     args = parser.parse_args(argv)
     if len(args.datasets) < 2:
         sys.exit("leave_one_kind_out: give at least two datasets")
@@ -65,7 +66,10 @@ def main(argv: list[str] | None = None) -> None:
         balanced_fit({n: sets[n] for n in names}, provenance, args.saliency_cue).save(path)
         return path
 
-    fold_overrides = json.loads(Path(args.fold_overrides).read_text())["leave_one_kind_out"] if args.fold_overrides else {}
+    fold_overrides: dict[str, dict] = {}
+    for path in args.fold_overrides:
+        for name, settings in json.loads(Path(path).read_text())["leave_one_kind_out"].items():
+            fold_overrides.setdefault(name, {}).update(settings)
     all_scorer = fit(list(sets), out / "scorer-all.json")
     report = []
     for name, spec in specs.items():

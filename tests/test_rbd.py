@@ -285,8 +285,9 @@ def test_choose_method_picks_across_sets_on_the_selection_subset_and_leaves_each
 
     rng = np.random.default_rng(0)
     # Per set, the true level of each method; the noise is small, so every lead is many SE.
-    levels = {"a": {"base": 0.5, "steady": 0.55, "lopsided": 0.40, "held-only": 0.5},
-              "b": {"base": 0.5, "steady": 0.52, "lopsided": 0.75, "held-only": 0.5}}
+    base, steady, lopsided, held_only = "scvae", "scvae[consensus=[4,6,8]]", "colour-pipeline", "scvae[k=3]"
+    levels = {"a": {base: 0.5, steady: 0.55, lopsided: 0.40, held_only: 0.5},
+              "b": {base: 0.5, steady: 0.52, lopsided: 0.75, held_only: 0.5}}
     path = tmp_path / "results.csv"
     with path.open("w", newline="") as f:
         out = csv.writer(f)
@@ -295,7 +296,7 @@ def test_choose_method_picks_across_sets_on_the_selection_subset_and_leaves_each
             for index in range(60):
                 for method, level in methods.items():
                     # held-only is far ahead on the held-out images alone: the choice must not see them.
-                    bonus = 0.3 if method == "held-only" and index % 3 else 0.0
+                    bonus = 0.3 if method == held_only and index % 3 else 0.0
                     out.writerow([name, method, 0, index, f"im{index}", level + bonus + rng.normal(0, 0.01)])
     report = tmp_path / "choice.json"
 
@@ -306,14 +307,17 @@ def test_choose_method_picks_across_sets_on_the_selection_subset_and_leaves_each
         return json.loads(report.read_text())
 
     plain = run()
-    assert plain["chosen"] == "lopsided"  # best mean over the sets' selection subsets
-    careful = run("--incumbent", "base", "--no-loss")
-    assert careful["chosen"] == "steady"
+    assert plain["chosen"] == lopsided  # best mean over the sets' selection subsets
+    careful = run("--incumbent", base, "--no-loss")
+    assert careful["chosen"] == steady
     assert careful["held_out"]["a"]["difference"] == pytest.approx(5, abs=0.5)
     # Without b, lopsided trails on a and steady leads; without a, lopsided wins b with no loss there.
-    assert careful["leave_one_kind_out"]["b"]["chosen"] == "steady"
-    assert careful["leave_one_kind_out"]["a"]["chosen"] == "lopsided"
-    assert careful["leave_one_kind_out"]["a"]["difference"] == pytest.approx(-10, abs=0.5)
+    folds = careful["leave_one_kind_out_scores"]
+    assert folds["b"]["chosen"] == steady
+    assert folds["a"]["chosen"] == lopsided
+    assert folds["a"]["difference"] == pytest.approx(-10, abs=0.5)
+    # Each fold's settings as bench/leave_one_kind_out.py --fold-overrides reads them: the brackets.
+    assert careful["leave_one_kind_out"] == {"a": {}, "b": {"consensus": [4, 6, 8]}}
     missing = subprocess.run([sys.executable, str(ROOT / "bench" / "choose_method.py"), str(path), "--incumbent", "nope"],
                              capture_output=True, text=True, env=subprocess_env(), timeout=120)
     assert missing.returncode != 0 and "not among the run's methods" in missing.stderr
