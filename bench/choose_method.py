@@ -1,6 +1,6 @@
 """Choose among methods (settings of the pipeline) across kinds of images, from one `segtool eval`.
 
-    .venv/bin/python bench/choose_method.py RUN [--incumbent scvae] [--no-loss] [--json FILE]
+    .venv/bin/python bench/choose_method.py RUN [--incumbent scvae] [--no-loss] [--prefer-faster] [--json FILE]
 
 RUN: the output folder (or results.csv) of a `segtool eval folder:A folder:B ... --methods M1,M2,...`
 run on every image of each set (`--subset all`, the default). The choice uses only each set's
@@ -8,7 +8,9 @@ selection subset (index % 3 == 0) and is scored on the other two thirds:
 - the method with the best mean over sets of the selection subsets' strict IoU; with --incumbent
   (the shipped setting) a challenger must lead it by more than two standard errors of the per-image
   difference (mean over sets), and with --no-loss also trail it on no single set by more than two
-  (bench/saliency_blend.py's rule, shared);
+  (bench/saliency_blend.py's rule, shared); with --prefer-faster, among the methods that pass that
+  rule and trail the best by no more than two standard errors (a tie), the one with the fewest
+  seconds per image (the run's own timing, on the selection subsets) is taken;
 - its held-out IoU per set beside the incumbent's, with the paired per-image difference;
 - leave one kind out: for each set, the method chosen on the other sets' selection subsets, scored
   on that set's held-out images: the forecast for a kind of image nothing was chosen on.
@@ -30,18 +32,22 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from saliency_blend import choose_setting  # noqa: E402
 
 
-def read_run(run: str) -> tuple[list[str], list[str], dict]:
-    """(sets, methods, scores) from a results.csv; scores[set, method] = (selection IoUs, held-out
-    IoUs), each in the images' order, at noise 0."""
+def read_run(run: str) -> tuple[list[str], list[str], dict, dict]:
+    """(sets, methods, scores, seconds) from a results.csv; scores[set, method] = (selection IoUs,
+    held-out IoUs), each in the images' order, at noise 0; seconds[set, method] = the mean seconds
+    per image on the selection subset."""
     path = Path(run)
     path = path / "results.csv" if path.is_dir() else path
     if not path.is_file():
         sys.exit(f"choose_method: {run}: no results.csv there (give an eval output folder or the file)")
     rows: dict = {}
+    times: dict = {}
     with path.open(newline="") as f:
         for row in csv.DictReader(f):
             if float(row["noise"]) == 0:
                 rows.setdefault((row["dataset"], row["method"]), {})[int(row["index"])] = float(row["iou"])
+                if int(row["index"]) % 3 == 0:
+                    times.setdefault((row["dataset"], row["method"]), []).append(float(row.get("seconds") or "nan"))
     sets = list(dict.fromkeys(s for s, _ in rows))
     methods = list(dict.fromkeys(m for _, m in rows))
     scores = {}
@@ -58,7 +64,17 @@ def read_run(run: str) -> tuple[list[str], list[str], dict]:
             selection = np.array([per_image[i] for i in indices if i % 3 == 0])
             held_out = np.array([per_image[i] for i in indices if i % 3 != 0])
             scores[name, method] = (selection, held_out)
-    return sets, methods, scores
+    seconds = {key: float(np.mean(values)) for key, values in times.items()}
+    return sets, methods, scores, seconds
+
+
+def trails_by_more_than_two_se(scores: dict, among: list[str], method: str, best: str) -> bool:
+    """Does `method` trail `best` on the selection subsets (mean over the sets `among` of the
+    per-image difference) by more than two standard errors?"""
+    diffs = [scores[n, method][0] - scores[n, best][0] for n in among]
+    lead = float(np.mean([d.mean() for d in diffs]))
+    se = math.sqrt(sum(d.var(ddof=1) / len(d) for d in diffs)) / len(diffs)
+    return lead < -2 * se
 
 
 def fold_settings(method: str) -> dict:
@@ -79,10 +95,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("run")
     parser.add_argument("--incumbent", default=None, help="the shipped method, kept unless a challenger wins")
     parser.add_argument("--no-loss", action="store_true", help="a challenger may also trail the incumbent on no set")
+    parser.add_argument("--prefer-faster", action="store_true",
+                        help="among methods tied with the best (within two standard errors), take the fastest")
     parser.add_argument("--json", default=None, help="also write the choices and figures here")
     args = parser.parse_args(argv)
 
-    sets, methods, scores = read_run(args.run)
+    sets, methods, scores, seconds = read_run(args.run)
     if args.incumbent is not None and args.incumbent not in methods:
         sys.exit(f"choose_method: --incumbent {args.incumbent!r} is not among the run's methods: {', '.join(methods)}")
     if len(sets) < 2:
@@ -90,14 +108,21 @@ def main(argv: list[str] | None = None) -> None:
     reference = args.incumbent or methods[0]
 
     def choose(among: list[str]) -> str:
-        return choose_setting(methods, scores, among, args.incumbent, args.no_loss)
+        best = choose_setting(methods, scores, among, args.incumbent, args.no_loss)
+        if not args.prefer_faster:
+            return best
+        # choose_setting over one method gives it back only when it passes the incumbent rule.
+        tied = [m for m in methods if choose_setting([m], scores, among, args.incumbent, args.no_loss) == m
+                and not trails_by_more_than_two_se(scores, among, m, best)]
+        return min(tied or [best], key=lambda m: float(np.mean([seconds[n, m] for n in among])))
 
     width = max(len(m) for m in methods)
     print("strict IoU on the selection subsets (where the choice is made):")
-    print(f"  {'method':{width}s}  " + "  ".join(f"{s[:14]:>14s}" for s in sets) + "    mean")
+    print(f"  {'method':{width}s}  " + "  ".join(f"{s[:14]:>14s}" for s in sets) + "    mean  s/image")
     for method in methods:
         values = [100 * scores[s, method][0].mean() for s in sets]
-        print(f"  {method:{width}s}  " + "  ".join(f"{v:14.1f}" for v in values) + f"  {np.mean(values):6.1f}")
+        cost = np.mean([seconds[s, method] for s in sets])
+        print(f"  {method:{width}s}  " + "  ".join(f"{v:14.1f}" for v in values) + f"  {np.mean(values):6.1f}  {cost:7.3f}")
 
     chosen = choose(sets)
     print(f"\nchosen on all sets: {chosen}" + (" (the incumbent)" if chosen == args.incumbent else ""))

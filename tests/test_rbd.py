@@ -286,18 +286,23 @@ def test_choose_method_picks_across_sets_on_the_selection_subset_and_leaves_each
     rng = np.random.default_rng(0)
     # Per set, the true level of each method; the noise is small, so every lead is many SE.
     base, steady, lopsided, held_only = "scvae", "scvae[consensus=[4,6,8]]", "colour-pipeline", "scvae[k=3]"
-    levels = {"a": {base: 0.5, steady: 0.55, lopsided: 0.40, held_only: 0.5},
-              "b": {base: 0.5, steady: 0.52, lopsided: 0.75, held_only: 0.5}}
+    quick = "scvae[consensus=[6,8]]"  # a hair behind steady (a tie) and twice as fast
+    levels = {"a": {base: 0.5, steady: 0.55, lopsided: 0.40, held_only: 0.5, quick: 0.549},
+              "b": {base: 0.5, steady: 0.52, lopsided: 0.75, held_only: 0.5, quick: 0.519}}
     path = tmp_path / "results.csv"
     with path.open("w", newline="") as f:
         out = csv.writer(f)
-        out.writerow(["dataset", "method", "noise", "index", "id", "iou"])
+        out.writerow(["dataset", "method", "noise", "index", "id", "iou", "seconds"])
         for name, methods in levels.items():
             for index in range(60):
+                noise = {method: rng.normal(0, 0.01) for method in methods}
+                # quick trails steady by a hair on average, within its own spread: a tie, not a loss.
+                noise[quick] = noise[steady] + (0.005 if index % 2 else -0.005)
                 for method, level in methods.items():
                     # held-only is far ahead on the held-out images alone: the choice must not see them.
                     bonus = 0.3 if method == held_only and index % 3 else 0.0
-                    out.writerow([name, method, 0, index, f"im{index}", level + bonus + rng.normal(0, 0.01)])
+                    out.writerow([name, method, 0, index, f"im{index}", level + bonus + noise[method],
+                                  0.1 if method == quick else 0.2])
     report = tmp_path / "choice.json"
 
     def run(*extra):
@@ -318,6 +323,9 @@ def test_choose_method_picks_across_sets_on_the_selection_subset_and_leaves_each
     assert folds["a"]["difference"] == pytest.approx(-10, abs=0.5)
     # Each fold's settings as bench/leave_one_kind_out.py --fold-overrides reads them: the brackets.
     assert careful["leave_one_kind_out"] == {"a": {}, "b": {"consensus": [4, 6, 8]}}
+    # A tie goes to the faster method; a clear lead does not (lopsided wins b's fold alone, at any cost).
+    faster = run("--incumbent", base, "--no-loss", "--prefer-faster")
+    assert faster["chosen"] == quick and faster["leave_one_kind_out_scores"]["a"]["chosen"] == lopsided
     missing = subprocess.run([sys.executable, str(ROOT / "bench" / "choose_method.py"), str(path), "--incumbent", "nope"],
                              capture_output=True, text=True, env=subprocess_env(), timeout=120)
     assert missing.returncode != 0 and "not among the run's methods" in missing.stderr
