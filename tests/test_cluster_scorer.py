@@ -238,7 +238,7 @@ def test_a_fit_over_several_sets_weighs_each_set_the_same():
 
 
 @pytest.mark.parametrize("method, consensus, k, refine, rule, saliency, cut", [
-    ("colour-pipeline", (3, 4, 6, 8), 4, "none", "scored", 0.4, "otsu"),                   # the default
+    ("colour-pipeline", (6, 8, 12), 4, "none", "scored", 0.4, "otsu"),                     # the default
     ("colour-pipeline[rule=simple]", (2, 3, 4), 4, "grabcut", "simple", 0.0, 0.5),         # the label-free default
     ("colour-pipeline[rule=simple,k=3]", (), 3, "grabcut", "simple", 0.0, 0.5),
     ("colour-pipeline[rule=geodesic,refine=none]", (2, 3, 4), 4, "none", "geodesic", 0.0, 0.5),

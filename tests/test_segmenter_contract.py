@@ -80,6 +80,6 @@ def test_the_classes_defaults_are_the_tools_defaults():
     built = build_segmenter(MethodSpec("scvae"), extractor_factory=lambda: None)
     direct = SCVAESegmenter(None)
     assert asdict(direct.cfg) == asdict(built.cfg) and asdict(direct.code_cfg) == asdict(built.code_cfg)
-    assert direct.cfg.ks == (3, 4, 6, 8) and direct.cfg.rule == "scored"
+    assert direct.cfg.ks == (6, 8, 12) and direct.cfg.rule == "scored"
     colour = build_segmenter(MethodSpec("colour-pipeline"))
     assert asdict(PipelineColourSegmenter().cfg) == asdict(colour.cfg)

@@ -186,7 +186,7 @@ def test_json_reports_the_result_and_embeds_the_pngs_asked_for(server):
     assert reply.status == 200 and reply.headers["content-type"] == "application/json"
     result = reply.json()
     assert (result["width"], result["height"]) == (128, 96)
-    assert result["k"] == [3, 4, 6, 8] and result["rule"] == "scored" and result["seconds"] > 0
+    assert result["k"] == [6, 8, 12] and result["rule"] == "scored" and result["seconds"] > 0
     mask = np.asarray(Image.open(io.BytesIO(base64.b64decode(result["images"]["mask"]))))
     assert np.array_equal(mask, post(server, png(image)).image())
     assert result["foreground_fraction"] == pytest.approx((mask == 255).mean(), abs=1e-4)

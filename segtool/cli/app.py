@@ -93,7 +93,7 @@ def eval_(
                                          "range, or 1 in a mask of 0s and 1s."),
     data_root: Optional[Path] = typer.Option(None, "--data-root", help="Where the dataset lives (flowers, cub, isic)."),
     k: Optional[int] = typer.Option(None, "--k", "-k", help="Clusters per image for the pipeline methods "
-                                                            "(default: a vote over k = 3, 4, 6, 8)."),
+                                                            "(default: a vote over k = 6, 8, 12)."),
     method: Optional[str] = typer.Option(None, "--clustering", "--method", help="Clustering algorithm: kmeans | spectral (--method is the older name)."),
     refine: Optional[str] = typer.Option(None, "--refine", help="none (the default) | grabcut"),
     rule: Optional[str] = typer.Option(None, "--rule", help="Foreground rule: scored (the default) | simple | geodesic."),
