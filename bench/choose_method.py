@@ -124,6 +124,16 @@ def main(argv: list[str] | None = None) -> None:
         cost = np.mean([seconds[s, method] for s in sets])
         print(f"  {method:{width}s}  " + "  ".join(f"{v:14.1f}" for v in values) + f"  {np.mean(values):6.1f}  {cost:7.3f}")
 
+    print(f"\nheld-out strict IoU of every method (reported, not used to choose), and the paired per-image "
+          f"difference against {reference}:")
+    for method in methods:
+        cells = []
+        for name in sets:
+            diff, se = paired(scores[name, reference][1], scores[name, method][1])
+            cells.append(f"{100 * scores[name, method][1].mean():5.1f} ({diff:+5.2f} +- {se:.2f})")
+        mean = np.mean([100 * scores[name, method][1].mean() for name in sets])
+        print(f"  {method:{width}s}  " + "  ".join(cells) + f"  mean {mean:.1f}")
+
     chosen = choose(sets)
     print(f"\nchosen on all sets: {chosen}" + (" (the incumbent)" if chosen == args.incumbent else ""))
     print(f"held-out strict IoU, and the paired per-image difference against {reference}:")
