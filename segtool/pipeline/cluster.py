@@ -53,8 +53,8 @@ def kmeans_labels_per_k(features: np.ndarray, ks, seed: int = 0, n_init: int = 4
 
     Every run of every k iterates together, one matrix product per Lloyd step for all of them,
     each run stopping by its own rule: on a grid of about 1,000 cells numpy's per-call cost is
-    much of the time, and the vote's 16 runs (4 k x 4 restarts) take about half the time they
-    take one after another, with the same labels (bench/segment_speed.py). Each k draws its seeds from its own generator
+    much of the time, and the vote's runs (k x restarts: 16 for the earlier vote over 4 k) take about
+    half the time they take one after another, with the same labels (bench/segment_speed.py). Each k draws its seeds from its own generator
     (`seed`), so a k's result does not depend on which other k are asked for."""
     ks = list(dict.fromkeys(int(k) for k in ks))
     for k in ks:

@@ -88,7 +88,7 @@ def _apply(target, overrides: dict, spec: MethodSpec) -> None:
 def default_pipeline():
     """The measured default pipeline (docs/PIPELINE.md gives the figures behind each choice):
     codes + Lab colour (equal weight after standardising) + position on the 32x32 grid,
-    K-means at k = 3, 4, 6 and 8, the cluster scorer picking each clustering's foreground,
+    K-means at k = 6, 8 and 12, the cluster scorer picking each clustering's foreground,
     the clusterings voting per cell, holes filled and specks (< 2% of the image) dropped.
     An explicit k replaces the vote by that one clustering."""
     from segtool.settings import ClusterSettings, CodeFeatureSettings
