@@ -57,22 +57,28 @@ class FeatureMaps:
         downsamplings = [m for m in encoder.down if isinstance(m, Downsample)]
         if len(downsamplings) < 2:
             raise ValueError("level2 needs an encoder with at least two downsamplings")
+        # The extractor encodes in batches: each hook keeps every batch's output, in order.
         self._hooks = [
-            encoder.mid.register_forward_hook(lambda m, i, o: self._caught.__setitem__("mid", o)),
-            encoder.conv_out.register_forward_hook(lambda m, i, o: self._caught.__setitem__("prelista", o)),
-            downsamplings[1].register_forward_hook(lambda m, i, o: self._caught.__setitem__("level2", o)),
+            encoder.mid.register_forward_hook(lambda m, i, o: self._caught.setdefault("mid", []).append(o)),
+            encoder.conv_out.register_forward_hook(lambda m, i, o: self._caught.setdefault("prelista", []).append(o)),
+            downsamplings[1].register_forward_hook(lambda m, i, o: self._caught.setdefault("level2", []).append(o)),
         ]
 
     def __call__(self, images: list[np.ndarray]) -> dict[str, list[np.ndarray]]:
         import torch.nn.functional as F
 
+        import torch
+
+        sizes = {self.extractor.input_size(*image.shape[:2]) for image in images}
+        if len(sizes) > 1:  # the extractor would batch by size, out of the images' order
+            raise ValueError("feature maps: give images of one size (the eval protocol's crops are)")
         self._caught.clear()
         # The extractor's own pass (no cache, so the hooks fire): its codes are the shipped ones.
         codes = self.extractor.extract(images)
         grid = codes[0].shape[:2]
         out = {"codes": codes}
-        for name, value in self._caught.items():
-            value = value.float()
+        for name, batches in self._caught.items():
+            value = torch.cat(batches).float()
             if value.shape[-2:] != grid:
                 value = F.adaptive_avg_pool2d(value, grid)
             out[name] = list(value.permute(0, 2, 3, 1).cpu().numpy())
@@ -99,6 +105,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--images", default="selection", choices=SUBSETS)
     parser.add_argument("--model", default=None, help="a shipped model name or checkpoint folder (default: shipped)")
     parser.add_argument("--limit", type=int, default=None, help="at most this many images per set")
+    parser.add_argument("--batch-size", type=int, default=16, help="images per encoder pass")
     parser.add_argument("--json", default=None, help="also write the figures here")
     args = parser.parse_args(argv)
     try:
@@ -119,7 +126,9 @@ def main(argv: list[str] | None = None) -> None:
     from segtool.pipeline.registry import build_segmenter, default_pipeline, parse_method
     from segtool.pipeline.segmenters import SCVAESegmenter
 
-    extractor = load_extractor(args.model)
+    if args.batch_size < 1:
+        sys.exit("feature_maps: --batch-size must be at least 1")
+    extractor = load_extractor(args.model, batch_size=args.batch_size)
     maps = FeatureMaps(extractor)
     cluster, code_cfg = default_pipeline()
     variants = {}
