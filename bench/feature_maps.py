@@ -65,9 +65,8 @@ class FeatureMaps:
         ]
 
     def __call__(self, images: list[np.ndarray]) -> dict[str, list[np.ndarray]]:
-        import torch.nn.functional as F
-
         import torch
+        import torch.nn.functional as F
 
         sizes = {self.extractor.input_size(*image.shape[:2]) for image in images}
         if len(sizes) > 1:  # the extractor would batch by size, out of the images' order
