@@ -29,7 +29,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from saliency_blend import choose_setting  # noqa: E402
+from saliency_blend import choose_setting, selection_lead  # noqa: E402
 
 
 def read_run(run: str) -> tuple[list[str], list[str], dict, dict]:
@@ -68,15 +68,6 @@ def read_run(run: str) -> tuple[list[str], list[str], dict, dict]:
     return sets, methods, scores, seconds
 
 
-def trails_by_more_than_two_se(scores: dict, among: list[str], method: str, best: str) -> bool:
-    """Does `method` trail `best` on the selection subsets (mean over the sets `among` of the
-    per-image difference) by more than two standard errors?"""
-    diffs = [scores[n, method][0] - scores[n, best][0] for n in among]
-    lead = float(np.mean([d.mean() for d in diffs]))
-    se = math.sqrt(sum(d.var(ddof=1) / len(d) for d in diffs)) / len(diffs)
-    return lead < -2 * se
-
-
 def fold_settings(method: str) -> dict:
     """The settings a method's brackets give (scvae[consensus=[4,6,8]] -> {"consensus": [4, 6, 8]})."""
     from segtool.pipeline.registry import parse_method
@@ -107,13 +98,16 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit("choose_method: needs a run over at least two sets (leave one kind out has nothing to leave otherwise)")
     reference = args.incumbent or methods[0]
 
+    def is_behind(lead: float, se: float) -> bool:
+        return lead < -2 * se
+
     def choose(among: list[str]) -> str:
         best = choose_setting(methods, scores, among, args.incumbent, args.no_loss)
         if not args.prefer_faster:
             return best
         # choose_setting over one method gives it back only when it passes the incumbent rule.
         tied = [m for m in methods if choose_setting([m], scores, among, args.incumbent, args.no_loss) == m
-                and not trails_by_more_than_two_se(scores, among, m, best)]
+                and not is_behind(*selection_lead(scores, among, m, best))]
         return min(tied or [best], key=lambda m: float(np.mean([seconds[n, m] for n in among])))
 
     width = max(len(m) for m in methods)

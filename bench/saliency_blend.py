@@ -111,6 +111,14 @@ def blend_scores(items, cfg, weight: float, gain: float, cut: float | str = 0.5)
     return np.array(indices), np.array(scores)
 
 
+def selection_lead(scores: dict, among: list[str], setting, other) -> tuple[float, float]:
+    """How far `setting` leads `other` on the selection subsets of the sets `among`: the mean over
+    sets of the per-image difference, and its standard error."""
+    diffs = [scores[n, setting][0] - scores[n, other][0] for n in among]
+    lead = float(np.mean([d.mean() for d in diffs]))
+    return lead, math.sqrt(sum(d.var(ddof=1) / len(d) for d in diffs)) / len(diffs)
+
+
 def choose_setting(pairs: list[tuple], scores: dict, among: list[str], incumbent: tuple | None = None,
                    no_loss: bool = False) -> tuple:
     """The best setting on the selection subsets of the sets `among` (the mean over sets of their
@@ -121,11 +129,10 @@ def choose_setting(pairs: list[tuple], scores: dict, among: list[str], incumbent
         return float(np.mean([scores[n, pair][0].mean() for n in among]))
 
     def beats_incumbent(pair) -> bool:
-        diffs = [scores[n, pair][0] - scores[n, incumbent][0] for n in among]
-        lead = float(np.mean([d.mean() for d in diffs]))
-        se = math.sqrt(sum(d.var(ddof=1) / len(d) for d in diffs)) / len(diffs)
+        lead, se = selection_lead(scores, among, pair, incumbent)
         if lead <= 2 * se:
             return False
+        diffs = [scores[n, pair][0] - scores[n, incumbent][0] for n in among]
         return not no_loss or all(d.mean() >= -2 * d.std(ddof=1) / math.sqrt(len(d)) for d in diffs)
 
     ranked = sorted(pairs, key=lambda pair: -selection_mean(pair))  # stable: the first of equals wins
