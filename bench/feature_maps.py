@@ -9,6 +9,12 @@ One encoder pass per image (the shipped precision, as `segtool eval` runs it) gi
 - mid:      the encoder's last feature map before its output layer ([32, 32, channels]);
 - level2:   the feature map after the second downsampling (64 x 64), average-pooled to 32 x 32;
 - a+b:      maps side by side.
+`--whiten 0.1,1` adds each map whitened by a transform fitted once on unlabelled photos
+(`--fit-photos FOLDER`, never an evaluation set), not per image: (C + a m I)^(-1/2) (x - mean),
+C the map's covariance over the photos' cells, m its mean eigenvalue, a each value given (the
+shrinkage; small a equalises every direction, large a leaves the map nearly as it was). The raw
+codes' distances are ruled by their few strongest directions; whitening gives the weak atoms,
+where texture rather than colour may live, an equal say.
 Each map goes through the default pipeline unchanged (standardised, Lab colour at each
 `--colour-weights` value, position, the vote, the shipped cluster scorer, the saliency vote and
 the cut). Printed per set: strict IoU of each, and its paired per-image difference against
@@ -84,6 +90,35 @@ class FeatureMaps:
         return out
 
 
+def photo_crops(folder: str, n: int, size: int = 128) -> list[np.ndarray]:
+    """Every len/n-th photo of a folder, cropped as the eval protocol crops a labelled image."""
+    from pathlib import Path
+
+    from PIL import Image
+
+    from segtool.evaluation.protocol import iem_crop
+
+    paths = sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
+    if not paths:
+        raise ValueError(f"--fit-photos: no .jpg or .png images in {folder}")
+    step = max(1, len(paths) // n)
+    crops = []
+    for path in paths[::step][:n]:
+        image = np.asarray(Image.open(path).convert("RGB"))
+        crops.append(iem_crop(image, np.zeros(image.shape[:2], bool), size)[0])
+    return crops
+
+
+def fit_whitening(grids: list[np.ndarray], shrinkage: float) -> tuple[np.ndarray, np.ndarray]:
+    """(mean [C], W [C, C]) with W = (cov + shrinkage x mean eigenvalue x I)^(-1/2), over every cell."""
+    cells = np.concatenate([g.reshape(-1, g.shape[-1]) for g in grids]).astype(np.float64)
+    mean = cells.mean(axis=0)
+    centred = cells - mean
+    values, vectors = np.linalg.eigh(centred.T @ centred / len(cells))
+    values = np.maximum(values, 0.0) + shrinkage * max(float(values.mean()), 1e-12)
+    return mean, (vectors / np.sqrt(values)) @ vectors.T
+
+
 class GivenGrids:
     """An extractor stand-in that hands the pipeline grids computed elsewhere."""
 
@@ -96,6 +131,13 @@ class GivenGrids:
         return self.grids
 
 
+def whiten(grid: np.ndarray, fit: tuple[np.ndarray, np.ndarray] | None) -> np.ndarray:
+    if fit is None:
+        return grid
+    mean, transform = fit
+    return ((grid.reshape(-1, grid.shape[-1]) - mean) @ transform).reshape(grid.shape).astype(np.float32)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("datasets", nargs="+", help="folder:PATH of each labelled set")
@@ -105,6 +147,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--model", default=None, help="a shipped model name or checkpoint folder (default: shipped)")
     parser.add_argument("--limit", type=int, default=None, help="at most this many images per set")
     parser.add_argument("--batch-size", type=int, default=16, help="images per encoder pass")
+    parser.add_argument("--whiten", default="", help="comma-separated shrinkages a: add each map whitened (see above)")
+    parser.add_argument("--fit-photos", default=None, help="unlabelled photos the whitening is fitted on")
+    parser.add_argument("--fit-images", type=int, default=400, help="photos used for the fit")
     parser.add_argument("--json", default=None, help="also write the figures here")
     args = parser.parse_args(argv)
     try:
@@ -114,6 +159,14 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(f"feature_maps: {exc}")
     if not weights or any(not np.isfinite(w) or w < 0 for w in weights):
         sys.exit("feature_maps: --colour-weights must be finite numbers >= 0")
+    try:
+        shrinkages = [float(v) for v in args.whiten.split(",") if v.strip()]
+    except ValueError:
+        sys.exit("feature_maps: --whiten must be comma-separated numbers > 0")
+    if any(not np.isfinite(a) or a <= 0 for a in shrinkages):
+        sys.exit("feature_maps: --whiten must be comma-separated numbers > 0")
+    if shrinkages and not args.fit_photos:
+        sys.exit("feature_maps: --whiten needs --fit-photos (unlabelled photos, never an evaluation set)")
 
     import dataclasses
 
@@ -130,13 +183,26 @@ def main(argv: list[str] | None = None) -> None:
     extractor = load_extractor(args.model, batch_size=args.batch_size)
     maps = FeatureMaps(extractor)
     cluster, code_cfg = default_pipeline()
+    whitenings: dict = {}  # (map, shrinkage) -> (mean, W)
+    if shrinkages:
+        photos = photo_crops(args.fit_photos, args.fit_images)
+        fitted: dict[str, list[np.ndarray]] = {}
+        for start in range(0, len(photos), args.batch_size):
+            for name, grids in maps(photos[start:start + args.batch_size]).items():
+                fitted.setdefault(name, []).extend(grids)
+        for name in {p for parts in features for p in parts}:
+            for a in shrinkages:
+                whitenings[name, a] = fit_whitening(fitted[name], a)
+        print(f"whitening fitted on {len(photos)} photos of {args.fit_photos}", file=sys.stderr)
     variants = {}
     for parts in features:
-        for w in weights:
-            stand_in = GivenGrids(extractor.factor, extractor.input_size)
-            label = "+".join(parts) + (f" (colour x{w:g})" if w != code_cfg.colour_weight else "")
-            variants[label] = (parts, stand_in,
-                               SCVAESegmenter(stand_in, cluster, dataclasses.replace(code_cfg, colour_weight=w)))
+        for a in [None, *shrinkages]:
+            for w in weights:
+                stand_in = GivenGrids(extractor.factor, extractor.input_size)
+                label = "+".join(parts) + (f" (white a={a:g})" if a is not None else "") + \
+                    (f" (colour x{w:g})" if w != code_cfg.colour_weight else "")
+                variants[label] = (parts, a, stand_in,
+                                   SCVAESegmenter(stand_in, cluster, dataclasses.replace(code_cfg, colour_weight=w)))
     colour = build_segmenter(parse_method("colour-pipeline"))
 
     means: dict[str, list[float]] = {}
@@ -150,9 +216,10 @@ def main(argv: list[str] | None = None) -> None:
             crops = [iem_crop(*reader.load(s), 128, "bilinear") for _, s in chunk]
             images = [image for image, _ in crops]
             grids = maps(images)
-            for parts, stand_in, _ in variants.values():
-                stand_in.grids = [np.concatenate([grids[p][j] for p in parts], axis=-1) for j in range(len(images))]
-            runs = [(label, seg) for label, (_, _, seg) in variants.items()]
+            for parts, a, stand_in, _ in variants.values():
+                stand_in.grids = [np.concatenate([whiten(grids[p][j], whitenings.get((p, a))) for p in parts], axis=-1)
+                                  for j in range(len(images))]
+            runs = [(label, seg) for label, (_, _, _, seg) in variants.items()]
             for label, seg in [*runs, ("colour-pipeline", colour)]:
                 for (index, _), (_, truth), result in zip(chunk, crops, seg.segment_batch(images)):
                     scores[label][index] = score_mask(result.mask, truth).iou

@@ -274,6 +274,35 @@ def test_the_feature_map_bench_reproduces_the_pipeline_on_codes_and_scores_every
     assert bad.returncode != 0 and "each map must be one of" in bad.stderr
 
 
+def test_whitening_fitted_once_gives_unit_covariance_and_needs_unlabelled_photos(tmp_path):
+    """bench/feature_maps.py --whiten: the transform fitted on some grids makes their cells'
+    covariance the identity (no shrinkage left to speak of), shrinks towards the map as it was
+    when the shrinkage is large, and is refused without photos to fit it on."""
+    import subprocess
+    import sys
+
+    from conftest import ROOT, subprocess_env
+
+    sys.path.insert(0, str(ROOT / "bench"))
+    from feature_maps import fit_whitening, whiten
+
+    rng = np.random.default_rng(0)
+    mixing = rng.normal(size=(6, 6)) * np.array([10, 5, 1, 1, 0.5, 0.1])
+    grids = [(rng.normal(size=(8, 8, 6)) @ mixing + 3).astype(np.float32) for _ in range(20)]
+    fit = fit_whitening(grids, 1e-9)
+    cells = np.concatenate([whiten(g, fit).reshape(-1, 6) for g in grids]).astype(np.float64)
+    assert np.allclose(cells.mean(axis=0), 0, atol=1e-4)
+    assert np.allclose(np.cov(cells.T, bias=True), np.eye(6), atol=1e-3)
+    # Heavy shrinkage: a scaled copy of the centred map, directions and ratios kept.
+    mean, transform = fit_whitening(grids, 1e6)
+    assert np.allclose(transform / transform[0, 0], np.eye(6), atol=1e-3)
+    a = tmp_path / "a"
+    a.mkdir()
+    bad = subprocess.run([sys.executable, str(ROOT / "bench" / "feature_maps.py"), f"folder:{a}", "--whiten", "0.1"],
+                         capture_output=True, text=True, env=subprocess_env(), timeout=120)
+    assert bad.returncode != 0 and "needs --fit-photos" in bad.stderr
+
+
 def test_choose_method_picks_across_sets_on_the_selection_subset_and_leaves_each_kind_out(tmp_path):
     """bench/choose_method.py on a results.csv written by hand: only selection rows decide; a
     challenger that wins the mean but loses one set is kept out by --no-loss; each left-out set
