@@ -2,10 +2,10 @@
 
 Used by `bench/fit_cluster_scorer.py --unlabelled FOLDER` (and bench/leave_one_kind_out.py).
 Each photo is brought to the eval protocol's size (short side 128, centre crop 128 x 128) and
-clustered as a labelled image is (k = 2, 3, 4, 5, 6, 8). In place of a mask, two label-free
+clustered as a labelled image is (at each k of --ks). In place of a mask, two label-free
 views that fail on different images label its grid cells:
 - the label-free pipeline's vote: boundary connectivity (the `simple` rule) on the clusterings
-  at k = 2, 3, 4, a cell object when most of them call it so;
+  at k = 2, 3, 4 (whatever --ks are), a cell object when most of them call it so;
 - RBD saliency (segtool.pipeline.saliency): the cell's saliency vote above 1/2.
 A cell is object where both say object, background where both say background, and unknown
 where they disagree. Each cluster becomes one training row: its object fraction is that of its
@@ -46,8 +46,6 @@ def unlabelled_rows(folder: str, stride: int, limit, segmenter, ks: tuple[int, .
     root = Path(folder)
     if not root.is_dir():
         raise SystemExit(f"fit_cluster_scorer: --unlabelled {folder}: not a folder")
-    if not all(k in ks for k in LABEL_FREE_KS):
-        raise SystemExit(f"fit_cluster_scorer: --unlabelled needs k = {', '.join(map(str, LABEL_FREE_KS))} among --ks")
     paths = image_files_under(root)[::stride][:limit]
     if not paths:
         raise SystemExit(f"fit_cluster_scorer: --unlabelled {folder}: no images there")
@@ -66,10 +64,11 @@ def unlabelled_rows(folder: str, stride: int, limit, segmenter, ks: tuple[int, .
             images.append(iem_crop(image, np.zeros(image.shape[:2], bool))[0])  # the eval protocol's crop
         for offset, (image, features) in enumerate(zip(images, segmenter.feature_grids(images))):
             saliency = saliency_cue_grid(segmenter.rbd_of(image), *features.shape[:2])  # once: cue and label
-            clusterings = clusterings_with_cues(segmenter, image, features, ks, saliency)
+            # The labels come from the label-free vote's clusterings whatever --ks are; the rows, from --ks.
+            clusterings = clusterings_with_cues(segmenter, image, features, sorted({*ks, *LABEL_FREE_KS}), saliency)
             obj, known = pseudo_labels(clusterings, saliency)
             agreed.append(known.mean())
-            for labels, cues, ids in clusterings.values():
+            for labels, cues, ids in (clusterings[k] for k in ks):
                 for row, c in zip(cues, ids):
                     member = labels == c
                     n_known = int((member & known).sum())

@@ -327,6 +327,15 @@ def test_a_scorer_fit_without_masks_on_pseudo_labelled_photos_finds_an_obvious_o
     labels, features = square_scene(size=8)
     choice = select_foreground(labels, "scored", features=features, scorer=str(out), saliency=object_saliency(labels))
     assert choice.foreground_clusters == [1]
+    # Rows from finer clusterings only: the pseudo-labels still come from the label-free vote at
+    # k = 2, 3, 4, which are clustered for the labels but give no rows.
+    fine = tmp_path / "fine.json"
+    done = subprocess.run([sys.executable, str(REPO / "bench" / "fit_cluster_scorer.py"), "--unlabelled", str(photos),
+                           "--unlabelled-stride", "1", "--method", "colour-pipeline", "--ks", "6,8", "--out", str(fine)],
+                          capture_output=True, text=True, env=subprocess_env(), timeout=300)
+    assert done.returncode == 0, done.stderr
+    provenance = load_scorer(str(fine)).provenance
+    assert provenance["ks"] == [6, 8] and 0 < provenance["clusters"] <= 8 * (6 + 8)  # k = 2, 3, 4 would add 72
 
 
 def test_leave_one_kind_out_leaves_each_labelled_set_out_and_keeps_unlabelled_photos_in_every_fit(tmp_path):
