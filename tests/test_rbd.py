@@ -303,6 +303,34 @@ def test_whitening_fitted_once_gives_unit_covariance_and_needs_unlabelled_photos
     assert bad.returncode != 0 and "needs --fit-photos" in bad.stderr
 
 
+def test_support_overlap_affinity_and_its_bench_on_three_pipelines(tmp_path):
+    """bench/code_affinity.py: the Jaccard overlap of active atom sets, and one run of its three
+    spectral pipelines on the same images."""
+    import json
+    import subprocess
+    import sys
+
+    from conftest import ROOT, subprocess_env
+    from test_cluster_scorer import synthetic_folder
+
+    sys.path.insert(0, str(ROOT / "bench"))
+    from code_affinity import jaccard
+
+    supports = np.array([[1, 1, 0, 0], [1, 0, 1, 0], [0, 0, 1, 1], [0, 0, 0, 0]], bool)
+    overlap = jaccard(supports)
+    assert overlap[0, 1] == pytest.approx(1 / 3) and overlap[0, 2] == 0 and overlap[1, 2] == pytest.approx(1 / 3)
+    assert np.allclose(overlap, overlap.T) and np.allclose(np.diag(overlap), 1)
+    a = synthetic_folder(tmp_path / "a", count=2)
+    out = tmp_path / "affinity.json"
+    done = subprocess.run([sys.executable, str(ROOT / "bench" / "code_affinity.py"), f"folder:{a}", "--images", "all",
+                           "--json", str(out)], capture_output=True, text=True, env=subprocess_env(), timeout=600)
+    assert done.returncode == 0, done.stderr
+    rows = json.loads(out.read_text())["sets"]["a"]
+    assert set(rows) == {"scvae[method=spectral]", "jaccard x rbf", "colour-pipeline[method=spectral]"}
+    assert all(r["images"] == 2 and 0 <= r["iou"] <= 100 for r in rows.values())
+    assert rows["colour-pipeline[method=spectral]"]["vs_colour"]["mean"] == 0
+
+
 def test_choose_method_picks_across_sets_on_the_selection_subset_and_leaves_each_kind_out(tmp_path):
     """bench/choose_method.py on a results.csv written by hand: only selection rows decide; a
     challenger that wins the mean but loses one set is kept out by --no-loss; each left-out set
