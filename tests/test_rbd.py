@@ -331,6 +331,35 @@ def test_support_overlap_affinity_and_its_bench_on_three_pipelines(tmp_path):
     assert rows["colour-pipeline[method=spectral]"]["vs_colour"]["mean"] == 0
 
 
+def test_cell_cue_probe_auc_and_leave_one_kind_out_gain(capsys):
+    """bench/cell_cue_probe.py: the per-image AUC (ties half, orientation kept), the relative cue,
+    and the pooled fit without each set: a cue that marks the object on every kind adds AUC over
+    the reference cues, one that is noise does not."""
+    import sys
+
+    from conftest import ROOT
+
+    sys.path.insert(0, str(ROOT / "bench"))
+    from cell_cue_probe import CUES, auc, leave_one_kind_out, relative
+
+    truth = np.array([0, 0, 1, 1], bool)
+    assert auc(np.array([1.0, 2, 3, 4]), truth) == 1 and auc(np.array([4.0, 3, 2, 1]), truth) == 0
+    assert auc(np.ones(4), truth) == 0.5 and auc(np.ones(4), np.ones(4, bool)) is None
+    assert np.allclose(relative(np.full((2, 2), 3.0)), 0)
+    rng = np.random.default_rng(0)
+    pooled = {}
+    for name in ("a", "b", "c"):
+        y = rng.random(3000) < 0.4
+        columns = {"centre": rng.normal(size=3000) + 0.3 * y, "saliency": rng.normal(size=3000) + 0.3 * y,
+                   "sharpness": rng.normal(size=3000) + 2.0 * y,  # a strong cue on every kind
+                   "code_l0": rng.normal(size=3000), "code_l1": rng.normal(size=3000)}
+        pooled[name] = ([np.stack([columns[c] for c in CUES], axis=1)], [y])
+    leave_one_kind_out(pooled)
+    lines = [line.split() for line in capsys.readouterr().out.splitlines()[2:]]
+    for name, reference, sharpness, l0, l1 in lines:
+        assert float(sharpness) > 0.1 and abs(float(l0)) < 0.02 and abs(float(l1)) < 0.02
+
+
 def test_choose_method_picks_across_sets_on_the_selection_subset_and_leaves_each_kind_out(tmp_path):
     """bench/choose_method.py on a results.csv written by hand: only selection rows decide; a
     challenger that wins the mean but loses one set is kept out by --no-loss; each left-out set

@@ -1,0 +1,144 @@
+"""Which per-cell cues tell object from background on each kind of image, before any clustering.
+
+    .venv/bin/python bench/cell_cue_probe.py folder:SET_A folder:SET_B ... [--images selection] [--limit N]
+
+For each image (the eval protocol's 128 x 128 crop) and each cue, the area under the ROC curve of
+the cue's value on the 32 x 32 grid cells for object cells (ground truth covers more than half
+the cell) against background cells: 0.5 is no information, above 0.5 the cue is higher on the
+object, below it is higher on the background. Printed per set: the mean AUC over images and the
+share of images where it is above 1/2. A cue worth giving the cluster scorer is away from 0.5 on
+the same side on every kind. Then, pooled over cells, a logistic regression on the reference cues
+(centre, saliency) against the same with each other cue added (its log ratio to the image's mean),
+fit on the other sets and scored on each (leave one kind out): the AUC each cue adds to what the
+scorer already has. Cues:
+- centre: 1 - distance of the cell from the image centre (the centre prior; a reference);
+- saliency: the RBD saliency vote per cell (the scorer's tenth cue; a reference);
+- sharpness: mean |Laplacian| of the grey image over the cell (objects in focus, backgrounds blurred);
+- code_l0: active atoms of the cell's sparse code (the model's own measure of detail);
+- code_l1: the L1 norm of the cell's code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from feature_maps import SUBSETS, in_subset  # noqa: E402
+
+CUES = ("centre", "saliency", "sharpness", "code_l0", "code_l1")
+REFERENCE = ("centre", "saliency")  # what the scorer already weighs, roughly
+
+
+def auc(values: np.ndarray, positive: np.ndarray) -> float | None:
+    """ROC AUC of `values` for `positive` (Mann-Whitney, ties counted half); None when one class
+    is missing."""
+    from scipy.stats import rankdata
+
+    n_pos, n_neg = int(positive.sum()), int((~positive).sum())
+    if n_pos == 0 or n_neg == 0:
+        return None
+    ranks = rankdata(values)
+    return float((ranks[positive].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+def cell_cues(image: np.ndarray, codes: np.ndarray, rbd) -> dict[str, np.ndarray]:
+    import cv2
+
+    from segtool.pipeline.saliency import saliency_cue_grid
+
+    h, w = codes.shape[:2]
+    grey = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY).astype(np.float32)
+    lap = np.abs(cv2.Laplacian(grey, cv2.CV_32F, ksize=3))
+    rows, cols = np.mgrid[0:h, 0:w]
+    centre = 1 - np.hypot((rows + 0.5 - h / 2) / (h / 2), (cols + 0.5 - w / 2) / (w / 2))
+    return {"centre": centre,
+            "saliency": saliency_cue_grid(rbd, h, w),
+            "sharpness": cv2.resize(lap, (w, h), interpolation=cv2.INTER_AREA),
+            "code_l0": (codes != 0).sum(axis=-1).astype(np.float64),
+            "code_l1": np.abs(codes).sum(axis=-1)}
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("datasets", nargs="+", help="folder:PATH of each labelled set")
+    parser.add_argument("--images", default="selection", choices=SUBSETS)
+    parser.add_argument("--limit", type=int, default=None, help="at most this many images per set")
+    args = parser.parse_args(argv)
+
+    import cv2
+
+    from segtool.data.readers import open_dataset
+    from segtool.evaluation.protocol import iem_crop
+    from segtool.pipeline.models import load_extractor
+    from segtool.pipeline.saliency import rbd_on_work_copy
+
+    extractor = load_extractor(None, cache=True)
+    pooled: dict[str, tuple[list, list]] = {}
+    print(f"per-image ROC AUC of each cell cue for object against background cells ({args.images} images): "
+          "mean, and the share of images above 1/2")
+    print(f"  {'set':22s} " + "  ".join(f"{c:>15s}" for c in CUES))
+    for spec in args.datasets:
+        reader = open_dataset(spec)
+        samples = [s for i, s in enumerate(reader.samples()) if in_subset(i, args.images)][:args.limit]
+        aucs: dict[str, list[float]] = {c: [] for c in CUES}
+        pooled[reader.name] = ([], [])
+        for start in range(0, len(samples), 32):
+            crops = [iem_crop(*reader.load(s), 128, "bilinear") for s in samples[start:start + 32]]
+            codes = extractor.extract([image for image, _ in crops])
+            for (image, truth), z in zip(crops, codes):
+                h, w = z.shape[:2]
+                positive = cv2.resize(truth.astype(np.float32), (w, h), interpolation=cv2.INTER_AREA).ravel() > 0.5
+                grids = cell_cues(image, z, rbd_on_work_copy(image))
+                for name, grid in grids.items():
+                    value = auc(np.asarray(grid, np.float64).ravel(), positive)
+                    if value is not None:
+                        aucs[name].append(value)
+                pooled[reader.name][0].append(np.stack([relative(grids[c]) if c not in REFERENCE else grids[c].ravel()
+                                                        for c in CUES], axis=1))
+                pooled[reader.name][1].append(positive)
+            print(f"  {reader.name}: {start + len(crops)}/{len(samples)}", end="\r", file=sys.stderr)
+        print(file=sys.stderr)
+        cells = [f"{np.mean(v):.3f} ({100 * np.mean(np.array(v) > 0.5):3.0f}%)" for v in aucs.values()]
+        print(f"  {reader.name:22s} " + "  ".join(f"{c:>15s}" for c in cells))
+
+    if len(pooled) > 1:
+        leave_one_kind_out(pooled)
+
+
+def leave_one_kind_out(pooled: dict[str, tuple[list, list]]) -> None:
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import roc_auc_score
+
+    data = {name: (np.concatenate(x), np.concatenate(y)) for name, (x, y) in pooled.items()}
+    reference = [CUES.index(c) for c in REFERENCE]
+    extras = [c for c in CUES if c not in REFERENCE]
+    print("pooled cell AUC, fit without the set (logistic regression): reference cues, then the gain of each added cue")
+    print(f"  {'set':22s} {'reference':>10s} " + " ".join(f"{'+' + c:>11s}" for c in extras))
+    for name in data:
+        train_x = np.concatenate([x for other, (x, _) in data.items() if other != name])
+        train_y = np.concatenate([y for other, (_, y) in data.items() if other != name])
+        test_x, test_y = data[name]
+
+        def score(columns):
+            mean, scale = train_x[:, columns].mean(axis=0), train_x[:, columns].std(axis=0) + 1e-12
+            model = LogisticRegression(max_iter=1000).fit((train_x[:, columns] - mean) / scale, train_y)
+            return roc_auc_score(test_y, model.decision_function((test_x[:, columns] - mean) / scale))
+
+        base = score(reference)
+        gains = [score(reference + [CUES.index(c)]) - base for c in extras]
+        print(f"  {name:22s} {base:10.3f} " + " ".join(f"{g:+11.3f}" for g in gains))
+
+
+def relative(grid: np.ndarray) -> np.ndarray:
+    """log(value / the image's mean value) per cell: a cue on the image's own scale."""
+    values = np.asarray(grid, np.float64).ravel()
+    return np.log((values + 1e-6) / (values.mean() + 1e-6))
+
+
+if __name__ == "__main__":
+    main()
