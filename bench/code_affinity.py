@@ -25,7 +25,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from feature_maps import SUBSETS, in_subset  # noqa: E402
+from feature_maps import SUBSETS, finish_report, in_subset, set_scores  # noqa: E402
 
 
 def jaccard(supports: np.ndarray) -> np.ndarray:
@@ -82,7 +82,6 @@ def main(argv: list[str] | None = None) -> None:
     from segtool.data.readers import open_dataset
     from segtool.evaluation.metrics import score_mask
     from segtool.evaluation.protocol import iem_crop
-    from segtool.evaluation.runner import paired_difference
     from segtool.pipeline.models import load_extractor
     from segtool.pipeline.registry import build_segmenter, default_pipeline, parse_method
 
@@ -111,24 +110,8 @@ def main(argv: list[str] | None = None) -> None:
             print(f"  {reader.name}: {start + len(chunk)}/{len(samples)}", end="\r", file=sys.stderr)
         print(file=sys.stderr)
         print(f"{reader.name}: {len(samples)} images ({args.images}), strict IoU; paired difference against {colour_label}")
-        report["sets"][reader.name] = {}
-        for label, values in scores.items():
-            d = paired_difference(scores[colour_label], values)
-            mean = 100 * float(np.mean(list(values.values())))
-            means.setdefault(label, []).append(mean)
-            report["sets"][reader.name][label] = {"images": len(values), "iou": mean,
-                                                  "vs_colour": {"mean": 100 * d["mean"], "se": 100 * d["se"]}}
-            versus = "" if label == colour_label else f"   {100 * d['mean']:+6.2f} +- {100 * d['se']:.2f}"
-            print(f"  {label:34s} {mean:5.1f}{versus}")
-    if len(args.datasets) > 1:
-        print("mean over sets:")
-        for label, values in means.items():
-            print(f"  {label:34s} {np.mean(values):5.1f}")
-    if args.json:
-        import json
-
-        Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
-
+        report["sets"][reader.name] = set_scores(scores, colour_label, "vs_colour", means, width=34)
+    finish_report(means, report, args.json, width=34)
 
 if __name__ == "__main__":
     main()

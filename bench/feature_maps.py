@@ -138,6 +138,36 @@ def whiten(grid: np.ndarray, fit: tuple[np.ndarray, np.ndarray] | None) -> np.nd
     return ((grid.reshape(-1, grid.shape[-1]) - mean) @ transform).reshape(grid.shape).astype(np.float32)
 
 
+def set_scores(scores: dict[str, dict[int, float]], reference: str, key: str, means: dict[str, list[float]],
+               width: int = 32) -> dict:
+    """Print one set's strict IoU per method and its paired per-image difference against
+    `reference` (mean +- standard error); add each mean to `means`; return the set's report."""
+    from segtool.evaluation.runner import paired_difference
+
+    out = {}
+    for label, values in scores.items():
+        d = paired_difference(scores[reference], values)
+        mean = 100 * float(np.mean(list(values.values())))
+        means.setdefault(label, []).append(mean)
+        out[label] = {"images": len(values), "iou": mean, key: {"mean": 100 * d["mean"], "se": 100 * d["se"]}}
+        versus = "" if label == reference else f"   {100 * d['mean']:+6.2f} +- {100 * d['se']:.2f}"
+        print(f"  {label:{width}s} {mean:5.1f}{versus}")
+    return out
+
+
+def finish_report(means: dict[str, list[float]], report: dict, json_path: str | None, width: int = 32) -> None:
+    """The mean over sets (when there are several), and the report written to `json_path`."""
+    if len(report["sets"]) > 1:
+        print("mean over sets:")
+        for label, values in means.items():
+            print(f"  {label:{width}s} {np.mean(values):5.1f}")
+    if json_path:
+        import json
+        from pathlib import Path
+
+        Path(json_path).write_text(json.dumps(report, indent=2) + "\n")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("datasets", nargs="+", help="folder:PATH of each labelled set")
@@ -173,7 +203,6 @@ def main(argv: list[str] | None = None) -> None:
     from segtool.data.readers import open_dataset
     from segtool.evaluation.metrics import score_mask
     from segtool.evaluation.protocol import iem_crop
-    from segtool.evaluation.runner import paired_difference
     from segtool.pipeline.models import load_extractor
     from segtool.pipeline.registry import build_segmenter, default_pipeline, parse_method
     from segtool.pipeline.segmenters import SCVAESegmenter
@@ -227,24 +256,8 @@ def main(argv: list[str] | None = None) -> None:
         print(file=sys.stderr)
         print(f"{reader.name}: {len(samples)} images ({args.images}), strict IoU; paired difference against "
               "colour-pipeline")
-        report["sets"][reader.name] = {}
-        for label, values in scores.items():
-            d = paired_difference(scores["colour-pipeline"], values)
-            mean = 100 * float(np.mean(list(values.values())))
-            means.setdefault(label, []).append(mean)
-            report["sets"][reader.name][label] = {"images": len(values), "iou": mean,
-                                                  "vs_colour_pipeline": {"mean": 100 * d["mean"], "se": 100 * d["se"]}}
-            versus = "" if label == "colour-pipeline" else f"   {100 * d['mean']:+6.2f} +- {100 * d['se']:.2f}"
-            print(f"  {label:32s} {mean:5.1f}{versus}")
-    if len(args.datasets) > 1:
-        print("mean over sets:")
-        for label, values in means.items():
-            print(f"  {label:32s} {np.mean(values):5.1f}")
-    if args.json:
-        import json
-        from pathlib import Path
-
-        Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
+        report["sets"][reader.name] = set_scores(scores, "colour-pipeline", "vs_colour_pipeline", means)
+    finish_report(means, report, args.json)
 
 
 if __name__ == "__main__":
