@@ -94,17 +94,17 @@ def photo_crops(folder: str, n: int, size: int = 128) -> list[np.ndarray]:
     """Every len/n-th photo of a folder, cropped as the eval protocol crops a labelled image."""
     from pathlib import Path
 
-    from PIL import Image
-
     from segtool.evaluation.protocol import iem_crop
+    from segtool.io.images import image_files_under, load_image
 
-    paths = sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
+    if not Path(folder).is_dir():
+        raise ValueError(f"--fit-photos {folder}: not a folder")
+    paths = image_files_under(Path(folder))
     if not paths:
-        raise ValueError(f"--fit-photos: no .jpg or .png images in {folder}")
-    step = max(1, len(paths) // n)
+        raise ValueError(f"--fit-photos {folder}: no images there")
     crops = []
-    for path in paths[::step][:n]:
-        image = np.asarray(Image.open(path).convert("RGB"))
+    for path in paths[::max(1, len(paths) // n)][:n]:
+        image = load_image(path)
         crops.append(iem_crop(image, np.zeros(image.shape[:2], bool), size)[0])
     return crops
 
@@ -214,7 +214,10 @@ def main(argv: list[str] | None = None) -> None:
     cluster, code_cfg = default_pipeline()
     whitenings: dict = {}  # (map, shrinkage) -> (mean, W)
     if shrinkages:
-        photos = photo_crops(args.fit_photos, args.fit_images)
+        try:
+            photos = photo_crops(args.fit_photos, args.fit_images)
+        except ValueError as exc:
+            sys.exit(f"feature_maps: {exc}")
         fitted: dict[str, list[np.ndarray]] = {}
         for start in range(0, len(photos), args.batch_size):
             for name, grids in maps(photos[start:start + args.batch_size]).items():

@@ -296,11 +296,22 @@ def test_whitening_fitted_once_gives_unit_covariance_and_needs_unlabelled_photos
     # Heavy shrinkage: a scaled copy of the centred map, directions and ratios kept.
     mean, transform = fit_whitening(grids, 1e6)
     assert np.allclose(transform / transform[0, 0], np.eye(6), atol=1e-3)
-    a = tmp_path / "a"
-    a.mkdir()
+    from test_cluster_scorer import synthetic_folder
+
+    a = synthetic_folder(tmp_path / "a", count=2)
     bad = subprocess.run([sys.executable, str(ROOT / "bench" / "feature_maps.py"), f"folder:{a}", "--whiten", "0.1"],
                          capture_output=True, text=True, env=subprocess_env(), timeout=120)
     assert bad.returncode != 0 and "needs --fit-photos" in bad.stderr
+    # The whole path: the fit on a folder of photos (here the set's own images: a test, not a measurement).
+    out = tmp_path / "white.json"
+    done = subprocess.run([sys.executable, str(ROOT / "bench" / "feature_maps.py"), f"folder:{a}", "--features", "codes",
+                           "--whiten", "1", "--fit-photos", str(a / "images"), "--images", "all", "--json", str(out)],
+                          capture_output=True, text=True, env=subprocess_env(), timeout=600)
+    assert done.returncode == 0, done.stderr
+    import json
+
+    rows = json.loads(out.read_text())["sets"]["a"]
+    assert set(rows) == {"codes", "codes (white a=1)", "colour-pipeline"} and rows["codes (white a=1)"]["images"] == 2
 
 
 def test_support_overlap_affinity_and_its_bench_on_three_pipelines(tmp_path):
