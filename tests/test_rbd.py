@@ -371,6 +371,38 @@ def test_cell_cue_probe_auc_and_leave_one_kind_out_gain(capsys):
         assert float(sharpness) > 0.1 and abs(float(l0)) < 0.02 and abs(float(l1)) < 0.02
 
 
+def test_by_object_size_splits_held_out_rows_by_the_objects_share(tmp_path, capsys):
+    """bench/by_object_size.py on a results.csv written by hand: held-out, noise-free rows only,
+    each in the bin of its truth fraction, with its IoU, wrong-side rate and foreground share."""
+    import csv
+    import sys
+
+    from conftest import ROOT
+
+    sys.path.insert(0, str(ROOT / "bench"))
+    import by_object_size
+
+    fields = ["dataset", "method", "noise", "index", "id", "iou", "inverse_better", "foreground_fraction", "truth_fraction"]
+    rows = [("s", "m", 0, 1, "a", 0.8, 0, 0.2, 0.2),     # small object, right side
+            ("s", "m", 0, 2, "b", 0.6, 0, 0.3, 0.3),
+            ("s", "m", 0, 4, "c", 0.1, 1, 0.2, 0.7),     # large object, wrong side
+            ("s", "m", 0, 0, "d", 0.0, 1, 0.9, 0.1),     # selection image: left out
+            ("s", "m", 0.3, 1, "a", 0.0, 1, 0.9, 0.2)]   # noisy row: left out
+    run = tmp_path / "run"
+    run.mkdir()
+    with (run / "results.csv").open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(fields)
+        writer.writerows(rows)
+    by_object_size.main([str(run), "--bins", "0.5"])
+    lines = [line.split() for line in capsys.readouterr().out.splitlines()[1:]]
+    assert lines == [["s", "m", "0.00-0.50", "2", "70.0", "0%", "25%"], ["s", "m", "0.50-1.00", "1", "10.0", "100%", "20%"]]
+    with pytest.raises(SystemExit, match="not in"):
+        by_object_size.main([str(run), "--methods", "other"])
+    with pytest.raises(SystemExit, match="--bins"):
+        by_object_size.main([str(run), "--bins", "2"])
+
+
 def test_choose_method_picks_across_sets_on_the_selection_subset_and_leaves_each_kind_out(tmp_path):
     """bench/choose_method.py on a results.csv written by hand: only selection rows decide; a
     challenger that wins the mean but loses one set is kept out by --no-loss; each left-out set
