@@ -41,6 +41,25 @@ def test_rbd_saliency_map_and_mask_size():
     assert RBDSegmenter().segment(wide).mask.shape == (70, 120)
 
 
+def test_the_pipelines_rbd_reads_a_smoothed_copy_of_a_noisy_image_and_the_image_itself_when_clean():
+    """With heavy noise every superpixel step is a colour step, and raw RBD calls the whole image
+    salient; the pipeline's RBD (saliency cue and vote) smooths a noisy copy first and finds the
+    disc again. A clean image is read as it is."""
+    import cv2
+
+    from segtool.evaluation.noise import add_gaussian_noise
+    from segtool.pipeline.saliency import rbd, rbd_on_work_copy, saliency_cue_grid
+
+    image, disc = disc_image()
+    noisy = add_gaussian_noise(image, 0.2, 0, 0)
+    cells = cv2.resize(disc.astype(np.float32), (32, 32), interpolation=cv2.INTER_AREA) > 0.5
+    raw = saliency_cue_grid(rbd(noisy), 32, 32)
+    assert (raw[~cells] > 0.5).mean() > 0.9  # the failure being mended
+    smoothed = saliency_cue_grid(rbd_on_work_copy(noisy), 32, 32)
+    assert smoothed[cells].mean() > 0.9 and (smoothed[~cells] > 0.5).mean() < 0.1
+    assert np.array_equal(rbd_on_work_copy(image).saliency, rbd(image).saliency)
+
+
 def test_rbd_is_deterministic():
     image, _ = disc_image(seed=1)
     first = RBDSegmenter().segment(image).mask
