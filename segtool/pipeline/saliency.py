@@ -240,8 +240,8 @@ def rbd_on_work_copy(image: np.ndarray) -> RBDResult:
     Why smooth: RBD's geodesic distances add up colour steps between neighbouring superpixels, and
     noise puts a step on every edge, so every region looks small and far from the border and
     nearly the whole image reads salient (with Gaussian noise of sigma 0.2 the saliency cue was
-    above 1/2 on 92% of a lesion crop's cells, and the scorer, which weighs it, took almost every
-    cluster). A Gaussian blur of 1 + 10 sigma pixels, sigma estimated from the image itself,
+    above 1/2 on 92% of the cells of 14 noisy lesion crops, against 23% clean, and the scorer, which
+    weighs it, took almost every cluster). A Gaussian blur of 1 + 10 sigma pixels, sigma estimated from the image itself,
     brings the superpixels' colours back to the scene's (docs/PIPELINE.md, "Noise")."""
     from segtool.pipeline.features import shrink_to_pixels
     from segtool.pipeline.refine import estimate_noise_sigma
