@@ -39,23 +39,20 @@ def jaccard(supports: np.ndarray) -> np.ndarray:
 
 def support_segmenter(extractor, settings, features):
     """The default SC-VAE segmenter whose spectral affinity is multiplied by the supports' overlap."""
-    from segtool.pipeline.cluster import _relabel_by_first_appearance, affinity_matrix, cluster_qr, \
-        principal_projection, spectral_embedding
+    from segtool.pipeline.cluster import affinity_matrix, principal_projection, spectral_labels_from_affinity
     from segtool.pipeline.segmenters import SCVAESegmenter
 
     class SupportOverlapSegmenter(SCVAESegmenter):
         name = "scvae"  # the shipped scorer and everything else of the default
 
-        def iter_batch(self, images):
-            import time
-
-            started = time.perf_counter()
+        def feature_grids(self, images):
             codes = self.extractor.extract(images)
-            grids = [self.features_from_codes(image, z) for image, z in zip(images, codes)]
-            shared = (time.perf_counter() - started) / max(1, len(images))
-            for image, z, grid in zip(images, codes, grids):
-                self._support = (z != 0).reshape(-1, z.shape[-1])
-                yield self.finish(image, grid, time.perf_counter() - shared)
+            self._supports = [(z != 0).reshape(-1, z.shape[-1]) for z in codes]  # taken in order by finish
+            return [self.features_from_codes(image, z) for image, z in zip(images, codes)]
+
+        def finish(self, image, features, started):
+            self._support = self._supports.pop(0)
+            return super().finish(image, features, started)
 
         def cluster(self, features, ks=None):
             h, w, c = features.shape
@@ -63,8 +60,7 @@ def support_segmenter(extractor, settings, features):
             flat = principal_projection(features.reshape(h * w, c), self.cfg.keep_variance)
             a = affinity_matrix(flat, "rbf", self.cfg.gamma_scale) * jaccard(self._support)
             np.fill_diagonal(a, 0.0)
-            embedding = spectral_embedding(a, max(ks), self.cfg.seed)
-            return {k: _relabel_by_first_appearance(cluster_qr(embedding[:, :k])).reshape(h, w) for k in ks}
+            return {k: v.reshape(h, w) for k, v in spectral_labels_from_affinity(a, ks, self.cfg.seed).items()}
 
     return SupportOverlapSegmenter(extractor, settings, features)
 

@@ -229,8 +229,12 @@ def spectral_labels(features: np.ndarray, ks: int | list[int], affinity: str = "
             raise ValueError(f"k must be at least 2, got {k}")
         if k > len(features):
             raise ValueError(f"k = {k} is larger than the number of grid cells ({len(features)})")
-    a = affinity_matrix(features, affinity, gamma_scale, n_neighbors)
-    embedding = spectral_embedding(a, max(ks), seed)
+    return spectral_labels_from_affinity(affinity_matrix(features, affinity, gamma_scale, n_neighbors), ks, seed)
+
+
+def spectral_labels_from_affinity(affinity: np.ndarray, ks: list[int], seed: int = 0) -> dict[int, np.ndarray]:
+    """Labels for each k from one spectral embedding of a given affinity [N, N] (zero diagonal)."""
+    embedding = spectral_embedding(affinity, max(ks), seed)
     return {k: _relabel_by_first_appearance(cluster_qr(embedding[:, :k])) for k in ks}
 
 
