@@ -488,6 +488,7 @@ def test_missing_model_path_is_one_line(one_image, tmp_path, capsys):
                                   ["segment", "x.jpg", "--precision", "half"], ["eval", "folder:x", "--precision", "fp8"],
                                   ["eval", "folder:x", "--no-cache", "--cache-dir", "c"], ["serve", "--port", "70000"],
                                   ["serve", "--workers", "0"], ["serve", "--max-upload-mb", "0"],
+                                  ["segment", "x.jpg", "--workers", "0"], ["eval", "folder:x", "--workers", "0"],
                                   ["serve", "--method", "magic"], ["serve", "--device", "tpu"],
                                   ["train", "small-cpu", "--set", "model.d=banana", "--dry-run"],
                                   ["train", "small-cpu", "--set", "train.lr=-1"], ["train", "small-cpu", "--set", "data.holdout=-3"]])

@@ -458,6 +458,14 @@ def test_every_method_override_is_checked_before_any_image_is_read(dataset, tmp_
     assert not (tmp_path / "run").exists()
 
 
+def test_workers_change_the_seconds_and_nothing_else(dataset, tiny_model, tmp_path):
+    common = [f"folder:{dataset}", "--model", tiny_model, "--compare", "grabcut", "--batch-size", "5"]
+    for workers in (1, 3):
+        assert run_cli("eval", *common, "--workers", workers, "--out", tmp_path / f"w{workers}")[0] == 0
+    assert _without_timings(rows_of(tmp_path / "w3")) == _without_timings(rows_of(tmp_path / "w1"))
+    assert _without_timings(summary_of(tmp_path / "w3")) == _without_timings(summary_of(tmp_path / "w1"))
+
+
 def _without_timings(value):
     """Everything but the timings, which belong to whichever process ran an image."""
     if isinstance(value, dict):

@@ -42,6 +42,30 @@ def test_every_registered_segmenter_keeps_the_contract(name, tiny_model):
     check_segmenter(name, tiny_model)
 
 
+@pytest.mark.parametrize("name", list(SEGMENTERS))
+def test_every_registered_segmenter_gives_the_same_masks_in_order_with_workers(name, tiny_model):
+    from segtool.pipeline.models import load_extractor
+
+    # Images that differ (in size too, for the methods that ignore the pixels), so a result in the
+    # wrong place shows.
+    images = [np.roll(one_object_image(72, w), shift, axis=1) for w, shift in ((88, -20), (96, -8), (80, 0), (88, 9), (104, 21))]
+    masks = {}
+    for workers in (1, 3):
+        segmenter = build_segmenter(MethodSpec(name, {}), extractor_factory=lambda: load_extractor(tiny_model),
+                                    workers=workers)
+        assert segmenter.workers == workers
+        masks[workers] = [r.mask for r in segmenter.iter_batch(images)]
+    assert len(masks[3]) == len(images)
+    assert all(np.array_equal(a, b) for a, b in zip(masks[1], masks[3])), f"{name}: workers changed a mask"
+    assert not all(masks[1][0].shape == m.shape and np.array_equal(masks[1][0], m) for m in masks[1][1:])
+
+
+def test_workers_are_checked_when_the_segmenter_is_built():
+    for bad in (0, -1, 1.5, True):
+        with pytest.raises(UsageError, match="workers"):
+            build_segmenter(parse_method("grabcut"), workers=bad)
+
+
 class ToySegmenter(Segmenter):
     """The brightest third of the pixels: a method a newcomer adds in one class and one line."""
 

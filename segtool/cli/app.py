@@ -13,7 +13,7 @@ from typing import List, Optional
 
 import typer
 
-from segtool.cli.options import PRECISION_HELP
+from segtool.cli.options import PRECISION_HELP, WORKERS_HELP
 from segtool.locations import CACHE_ROOT_TEXT
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, rich_markup_mode=None,
@@ -65,6 +65,8 @@ def segment(
     precision: str = typer.Option("auto", "--precision", help=PRECISION_HELP),
     max_pixels: int = typer.Option(100_000_000, "--max-pixels", min=1, help="Refuse images with more pixels (decompression bombs)."),
     batch_size: int = typer.Option(8, "--batch-size", min=1, help="Images encoded together."),
+    workers: Optional[int] = typer.Option(None, "--workers", min=1, max=256, show_default="the cores, at most 8",
+                                          help=WORKERS_HELP),
     cache: Optional[bool] = typer.Option(None, "--cache/--no-cache", show_default="off; on with --cache-dir",
                                          help="Cache codes on disk (keyed by model and image): rerunning on the same "
                                               "images skips the model."),
@@ -79,7 +81,7 @@ def segment(
     from segtool.cli.segment import run_segment
 
     code = run_segment(paths, k=k, method=method, refine=refine, rule=rule, model=model, out=out, as_json=json_, device=device,
-                       precision=precision, max_pixels=max_pixels, batch_size=batch_size, only_mask=only_mask, cutout=cutout, quiet=quiet,
+                       precision=precision, max_pixels=max_pixels, batch_size=batch_size, workers=workers, only_mask=only_mask, cutout=cutout, quiet=quiet,
                        verbose=verbose, watch=watch, cache=cache, cache_dir=cache_dir,
                        parts=parts)
     raise typer.Exit(code)
@@ -113,6 +115,8 @@ def eval_(
     device: str = typer.Option("auto", "--device", help="auto | cpu | cuda"),
     precision: str = typer.Option("auto", "--precision", help=PRECISION_HELP),
     batch_size: int = typer.Option(32, "--batch-size", min=1, help="Images per batch."),
+    workers: Optional[int] = typer.Option(None, "--workers", min=1, max=256, show_default="the cores, at most 8",
+                                          help=WORKERS_HELP),
     seed: int = typer.Option(0, "--seed", help="Seed of the noise."),
     cache: bool = typer.Option(True, "--cache/--no-cache", help="Cache codes on disk (keyed by model, image, noise)."),
     shard: Optional[str] = typer.Option(None, "--shard", help="I/N: only every N-th image from the I-th (0 <= I < N), "
@@ -131,7 +135,7 @@ def eval_(
 
     run_eval_command(datasets, data_root=data_root, k=k, method=method, refine=refine, rule=rule, methods=methods, compare=compare,
                      noise=noise, limit=limit, stride=stride, out=out, resume=resume, image_resize=image_resize, model=model,
-                     device=device, precision=precision, batch_size=batch_size, seed=seed, cache=cache, cache_dir=cache_dir, subset=subset, shard=shard,
+                     device=device, precision=precision, batch_size=batch_size, workers=workers, seed=seed, cache=cache, cache_dir=cache_dir, subset=subset, shard=shard,
                      report=report, save_masks=save_masks, as_json=json_, protocol=protocol,
                      quiet=quiet)
 

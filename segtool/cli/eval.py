@@ -107,7 +107,7 @@ def print_summary(summary: dict) -> None:
 
 def run_eval_command(datasets: str | list[str], *, data_root=None, k=None, method=None, refine=None, rule=None, methods="scvae",
                      compare=None, noise="0", limit=None, stride=1, out=None, resume=False, image_resize="bilinear",
-                     model=None, device="auto", precision="auto", batch_size=32, seed=0, cache=True, subset="all", shard=None, report=False,
+                     model=None, device="auto", precision="auto", batch_size=32, workers=None, seed=0, cache=True, subset="all", shard=None, report=False,
                      save_masks=False, as_json=False, protocol="iem", cache_dir=None, quiet=False) -> dict:
     from segtool.cli.options import check_cache_dir, check_device, check_precision, parse_noise_levels, parse_shard, pipeline_options
     from segtool.pipeline.registry import parse_method_list
@@ -184,7 +184,8 @@ def run_eval_command(datasets: str | list[str], *, data_root=None, k=None, metho
         return load_extractor(model, device=device, precision=precision, batch_size=batch_size, cache=cache,
                               cache_dir=str(cache_dir) if cache_dir else None)
 
-    segmenters = [(s.label, build_segmenter(s, extractor_factory=extractor, cli=options)) for s in specs]
+    segmenters = [(s.label, build_segmenter(s, extractor_factory=extractor, cli=options, workers=workers))
+                  for s in specs]
     used_precision = None
     if any(hasattr(segmenter, "extractor") for _, segmenter in segmenters):
         from scvae.devices import pick_precision

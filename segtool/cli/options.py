@@ -63,6 +63,8 @@ def check_precision(precision: str) -> str:
         raise UsageError(f"--{exc}") from None
 
 
+WORKERS_HELP = "Images segmented at once, one per thread, after the model's forward pass. The masks do not depend on it."
+
 PRECISION_HELP = ("auto (bfloat16 where the CPU or GPU computes it natively, e.g. AMX or AVX-512 BF16; else "
                   "float32) | float32 | bfloat16: the encoder's precision. The two give masks within noise of "
                   "each other; pin one to compare runs across machines.")

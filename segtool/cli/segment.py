@@ -43,7 +43,7 @@ def output_kinds(only_mask: bool, cutout: bool, to_stdout: bool, parts: int | No
 
 
 def run_segment(paths: list[str], *, k=None, method=None, refine=None, rule=None, model=None, out: Path = Path("segtool-out"),
-                as_json: bool = False, device: str = "auto", precision: str = "auto", max_pixels: int = 100_000_000, batch_size: int = 8,
+                as_json: bool = False, device: str = "auto", precision: str = "auto", max_pixels: int = 100_000_000, batch_size: int = 8, workers: int | None = None,
                 only_mask: bool = False, cutout: bool = False, quiet: bool = False, verbose: bool = False,
                 watch: bool = False, cache: bool | None = None, cache_dir: Path | None = None,
                 parts: int | None = None) -> int:
@@ -71,13 +71,14 @@ def run_segment(paths: list[str], *, k=None, method=None, refine=None, rule=None
     extractor = dict(model=model, device=device, precision=precision, batch_size=batch_size, cache=use_cache,
                      cache_dir=str(cache_dir) if cache_dir else None)
     if watch:
-        return _watch(Path(paths[0]), options, extractor, out, kinds, max_pixels, screen, parts)
+        return _watch(Path(paths[0]), options, extractor, out, kinds, max_pixels, screen, parts, workers)
     stdin_folder, stdin_file = None, None
     if "-" in paths:
         stdin_folder, stdin_file = _stdin_to_file()
         paths = [stdin_file if p == "-" else p for p in paths]
     try:
-        return _segment(paths, options, extractor, out, kinds, as_json, max_pixels, screen, count, stdin_file, parts)
+        return _segment(paths, options, extractor, out, kinds, as_json, max_pixels, screen, count, stdin_file, parts,
+                        workers)
     finally:
         if stdin_folder is not None:
             import shutil
@@ -136,11 +137,12 @@ def check_parts(parts: int | None) -> None:
         raise UsageError(f"--parts {parts}: give 2 to {len(PALETTE)} parts (the colours of the map stay distinct)")
 
 
-def _build_segmenter(options: dict, extractor: dict):
+def _build_segmenter(options: dict, extractor: dict, workers: int | None):
     from segtool.pipeline.models import load_extractor
     from segtool.pipeline.registry import MethodSpec, build_segmenter
 
-    return build_segmenter(MethodSpec("scvae"), cli=options, extractor_factory=lambda: load_extractor(**extractor))
+    return build_segmenter(MethodSpec("scvae"), cli=options, extractor_factory=lambda: load_extractor(**extractor),
+                           workers=workers)
 
 
 def _image_line(row: dict, shown_input: str | None = None) -> str:
@@ -153,13 +155,13 @@ def _image_line(row: dict, shown_input: str | None = None) -> str:
 
 
 def _segment(paths, options, extractor, out, kinds, as_json, max_pixels, screen: Screen, count: int,
-             stdin_file=None, parts=None) -> int:
+             stdin_file=None, parts=None, workers=None) -> int:
 
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     from segtool.segment_files import segment_files
 
-    segmenter = _build_segmenter(options, extractor)
+    segmenter = _build_segmenter(options, extractor, workers)
     target = out
     if str(out) == "-":
         from segtool.io.outputs import StreamOutput
@@ -205,12 +207,12 @@ def _failure_line(item: str, error: str) -> str:
     return f"[red]failed[/red] {escape(message)}"
 
 
-def _watch(folder: Path, options, extractor, out, kinds, max_pixels, screen: Screen, parts=None) -> int:
+def _watch(folder: Path, options, extractor, out, kinds, max_pixels, screen: Screen, parts=None, workers=None) -> int:
     from segtool.io.outputs import OutputDir
     from segtool.segment_files import watch_folder
 
     target = OutputDir(out, [folder])
-    segmenter = _build_segmenter(options, extractor)
+    segmenter = _build_segmenter(options, extractor, workers)
     counts = {"segmented": 0, "failed": 0}
 
     def each(row: dict) -> None:

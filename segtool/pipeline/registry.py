@@ -183,16 +183,24 @@ def method_names() -> tuple[str, ...]:
     return tuple(SEGMENTERS)
 
 
-def build_segmenter(spec: MethodSpec, *, extractor_factory=None, cli: dict | None = None):
+def build_segmenter(spec: MethodSpec, *, extractor_factory=None, cli: dict | None = None, workers: int | None = None):
     """A configured Segmenter for a method spec. `cli` holds the pipeline options (k, method,
-    refine, rule) that apply to the pipeline methods unless the brackets override them."""
+    refine, rule) that apply to the pipeline methods unless the brackets override them. `workers`:
+    the images of a batch segmented at once, one per thread (default: the cores available, at
+    most 8; segtool.pipeline.parallel); the masks do not depend on it."""
+    from segtool.pipeline.parallel import default_workers
+
     builder = SEGMENTERS.get(spec.name)
     if builder is None:
         raise UsageError(f"unknown method {spec.name!r}; choose from {', '.join(SEGMENTERS)}")
+    if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
+        raise UsageError(f"workers must be a whole number of at least 1, got {workers!r}")
     try:
-        return builder(dict(spec.overrides), extractor_factory, cli)
+        segmenter = builder(dict(spec.overrides), extractor_factory, cli)
     except (TypeError, ValueError) as exc:
         raise UsageError(f"method {spec.label}: {exc}") from None
+    segmenter.workers = workers or default_workers()
+    return segmenter
 
 
 def k_beyond_grid(segmenter, height: int, width: int) -> str | None:

@@ -52,18 +52,23 @@ class Segmenter:
     """Base class: override `segment` (or `segment_batch` when batching pays, as for a model)."""
 
     name = "segmenter"
+    # Images of a batch segmented at once, one per thread (segtool.pipeline.parallel). One for a
+    # subclass unless it is set: `segment` must be safe to call from several threads. The built-in
+    # methods are, and build_segmenter sets it.
+    workers: int = 1
 
     def segment(self, image: np.ndarray) -> SegmentResult:
         raise NotImplementedError
 
     def segment_batch(self, images: list[np.ndarray]) -> list[SegmentResult]:
-        return [self.segment(image) for image in images]
+        return list(self.iter_batch(images))
 
     def iter_batch(self, images: list[np.ndarray]):
-        """The results one at a time, as each is ready (a caller can write and report per image)."""
+        """The results one at a time, in order, as each is ready (a caller can write and report per image)."""
         if type(self).segment_batch is Segmenter.segment_batch:
-            for image in images:
-                yield self.segment(image)
+            from segtool.pipeline.parallel import map_in_order
+
+            yield from map_in_order(self.segment, images, self.workers)
         else:  # a subclass batches its own way: its results come together
             yield from self.segment_batch(images)
 
@@ -188,15 +193,16 @@ class GridClusterSegmenter(Segmenter):
     def iter_batch(self, images: list[np.ndarray]):
         """Features for the whole batch (one forward pass of a model), then each image's result as
         soon as it is clustered."""
+        from segtool.pipeline.parallel import map_in_order
+
         started = time.perf_counter()
         grids = self.feature_grids(images)
         shared = (time.perf_counter() - started) / max(1, len(images))  # feature time, spread evenly
-        for image, features in zip(images, grids):
-            t0 = time.perf_counter() - shared
-            yield self.finish(image, features, t0)
 
-    def segment_batch(self, images: list[np.ndarray]) -> list[SegmentResult]:
-        return list(self.iter_batch(images))
+        def finish(pair):  # each image's own time, from when its thread takes it
+            return self.finish(*pair, time.perf_counter() - shared)
+
+        yield from map_in_order(finish, zip(images, grids), self.workers)
 
     def segment(self, image: np.ndarray) -> SegmentResult:
         return self.segment_batch([image])[0]
