@@ -15,7 +15,15 @@ scorer already has. Cues:
 - saliency: the RBD saliency vote per cell (the scorer's tenth cue; a reference);
 - sharpness: mean |Laplacian| of the grey image over the cell (objects in focus, backgrounds blurred);
 - code_l0: active atoms of the cell's sparse code (the model's own measure of detail);
-- code_l1: the L1 norm of the cell's code.
+- code_l1: the L1 norm of the cell's code;
+- geodesic_codes: 1 - the geodesic background probability of the cell on the pipeline's feature
+  grid (codes and colour; segtool.pipeline.foreground.rules.geodesic_background_probability:
+  Zhu et al.'s boundary connectivity with geodesic areas along the grid, counting only feature
+  steps larger than texture). A region reached from the border through a smooth gradient (a sky,
+  vignetted skin) reads as background even when it is central and touches no border;
+- geodesic_colour: the same on the cells' Lab colour alone;
+- geodesic_colour16: the same on a grid of half the cells a side, repeated over the full grid
+  (segtool.pipeline.foreground.geodesic_cue: the cluster scorer's eleventh cue).
 """
 
 from __future__ import annotations
@@ -30,8 +38,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from feature_maps import SUBSETS, in_subset  # noqa: E402
 
-CUES = ("centre", "saliency", "sharpness", "code_l0", "code_l1")
+CUES = ("centre", "saliency", "sharpness", "code_l0", "code_l1", "geodesic_codes", "geodesic_colour", "geodesic_colour16")
 REFERENCE = ("centre", "saliency")  # what the scorer already weighs, roughly
+ABSOLUTE = REFERENCE + ("geodesic_codes", "geodesic_colour", "geodesic_colour16")  # on a fixed scale already: used as they are
 
 
 def auc(values: np.ndarray, positive: np.ndarray) -> float | None:
@@ -46,9 +55,13 @@ def auc(values: np.ndarray, positive: np.ndarray) -> float | None:
     return float((ranks[positive].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
 
 
-def cell_cues(image: np.ndarray, codes: np.ndarray, rbd) -> dict[str, np.ndarray]:
+def cell_cues(image: np.ndarray, codes: np.ndarray, rbd, features: np.ndarray) -> dict[str, np.ndarray]:
+    """The cues of every cell; `features` is the pipeline's feature grid of the image (codes and colour)."""
     import cv2
 
+    from segtool.pipeline.features import colour_grid, standardise
+    from segtool.pipeline.foreground.geodesic_cue import geodesic_objectness_grid
+    from segtool.pipeline.foreground.rules import geodesic_background_probability
     from segtool.pipeline.saliency import saliency_cue_grid
 
     h, w = codes.shape[:2]
@@ -60,7 +73,10 @@ def cell_cues(image: np.ndarray, codes: np.ndarray, rbd) -> dict[str, np.ndarray
             "saliency": saliency_cue_grid(rbd, h, w),
             "sharpness": cv2.resize(lap, (w, h), interpolation=cv2.INTER_AREA),
             "code_l0": (codes != 0).sum(axis=-1).astype(np.float64),
-            "code_l1": np.abs(codes).sum(axis=-1)}
+            "code_l1": np.abs(codes).sum(axis=-1),
+            "geodesic_codes": 1 - geodesic_background_probability(features),
+            "geodesic_colour": 1 - geodesic_background_probability(standardise(colour_grid(image, (h, w)))),
+            "geodesic_colour16": geodesic_objectness_grid(image, h, w)}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -75,9 +91,11 @@ def main(argv: list[str] | None = None) -> None:
     from segtool.data.readers import open_dataset
     from segtool.evaluation.protocol import iem_crop
     from segtool.pipeline.models import load_extractor
+    from segtool.pipeline.registry import build_segmenter, parse_method
     from segtool.pipeline.saliency import rbd_on_work_copy
 
     extractor = load_extractor(None, cache=True)
+    pipeline = build_segmenter(parse_method("scvae"), extractor_factory=lambda: extractor)
     pooled: dict[str, tuple[list, list]] = {}
     print(f"per-image ROC AUC of each cell cue for object against background cells ({args.images} images): "
           "mean, and the share of images above 1/2")
@@ -93,12 +111,12 @@ def main(argv: list[str] | None = None) -> None:
             for (image, truth), z in zip(crops, codes):
                 h, w = z.shape[:2]
                 positive = cv2.resize(truth.astype(np.float32), (w, h), interpolation=cv2.INTER_AREA).ravel() > 0.5
-                grids = cell_cues(image, z, rbd_on_work_copy(image))
+                grids = cell_cues(image, z, rbd_on_work_copy(image), pipeline.features_from_codes(image, z))
                 for name, grid in grids.items():
                     value = auc(np.asarray(grid, np.float64).ravel(), positive)
                     if value is not None:
                         aucs[name].append(value)
-                pooled[reader.name][0].append(np.stack([relative(grids[c]) if c not in REFERENCE else grids[c].ravel()
+                pooled[reader.name][0].append(np.stack([relative(grids[c]) if c not in ABSOLUTE else grids[c].ravel()
                                                         for c in CUES], axis=1))
                 pooled[reader.name][1].append(positive)
             print(f"  {reader.name}: {start + len(crops)}/{len(samples)}", end="\r", file=sys.stderr)

@@ -78,9 +78,11 @@ def main() -> None:
         labels = segmenter.cluster(segmenter.with_position(features), ks)
         saliency = (saliency_cue_grid(segmenter.rbd_of(image), *features.shape[:2])
                     if segmenter.scorer_uses_saliency else None)
+        geodesic = segmenter.geodesic_of(image, features.shape[:2])
         for k in ks:
             chosen = select_foreground(labels[k], segmenter.cfg.rule, segmenter.cfg.threshold, features=features,
-                                       scorer=segmenter.cfg.scorer or segmenter.name, saliency=saliency)
+                                       scorer=segmenter.cfg.scorer or segmenter.name, saliency=saliency,
+                                       geodesic=geodesic)
             rule[k].append(iou(upsample_mask(chosen.mask.astype(np.float32), *truth.shape), truth))
             best[k].append(best_subset_iou(labels[k], truth))
 

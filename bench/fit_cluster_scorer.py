@@ -12,9 +12,10 @@ the scorer JSON with the command, the sets and the image counts inside it. The s
         --method scvae --out segtool/scorers/scvae.json
     (the same with --method colour-pipeline --out segtool/scorers/colour-pipeline.json)
 
-The scorer weighs the nine cues of the feature grid and the image's RBD saliency per cluster
-(the tenth cue, segtool.pipeline.saliency.saliency_cue_grid); --no-saliency-cue fits the nine
-alone.
+The scorer weighs the nine cues of the feature grid, the image's RBD saliency per cluster
+(the tenth cue, segtool.pipeline.saliency.saliency_cue_grid) and the geodesic objectness of the
+cells' colour (the eleventh, segtool.pipeline.foreground.geodesic_cue); --no-geodesic-cue fits
+the first ten, --no-saliency-cue --no-geodesic-cue the nine alone.
 
 --unlabelled FOLDER adds photos without masks as one more set, labelled by the agreement of
 two label-free views (bench/pseudo_labels.py); with no labelled sets at all, the scorer is fit
@@ -35,20 +36,22 @@ from pathlib import Path
 
 import numpy as np
 
-ROWS_VERSION = "nine cues + saliency"
+ROWS_VERSION = "nine cues + saliency + geodesic"
 
 
 def clusterings_with_cues(segmenter, image: np.ndarray, features: np.ndarray, ks,
                           saliency: np.ndarray | None = None) -> dict[int, tuple]:
-    """{k: (labels [h, w], cues [clusters, 10], cluster ids)} for each clustering of one image:
-    the nine grid cues and the saliency cue, as the pipeline computes them (`saliency`: the
-    image's saliency_cue_grid when the caller already has it)."""
+    """{k: (labels [h, w], cues [clusters, 11], cluster ids)} for each clustering of one image:
+    the nine grid cues, the saliency cue and the geodesic cue, as the pipeline computes them
+    (`saliency`: the image's saliency_cue_grid when the caller already has it)."""
     from segtool.pipeline.foreground.cues import cluster_cues
+    from segtool.pipeline.foreground.geodesic_cue import geodesic_objectness_grid
     from segtool.pipeline.saliency import saliency_cue_grid
 
     if saliency is None:
         saliency = saliency_cue_grid(segmenter.rbd_of(image), *features.shape[:2])
-    return {k: (labels, *cluster_cues(labels, features, saliency))
+    geodesic = geodesic_objectness_grid(image, *features.shape[:2])
+    return {k: (labels, *cluster_cues(labels, features, saliency, geodesic))
             for k, labels in segmenter.cluster(segmenter.with_position(features), ks).items()}
 
 
@@ -98,7 +101,7 @@ def add_set_options(parser: argparse.ArgumentParser) -> None:
 
 def training_rows(dataset: str, data_root, method: str, model, ks: tuple[int, ...], stride: int, limit,
                   cache: Path | None) -> tuple[dict, str]:
-    """(rows, set name): cues [n, 10] (the nine CUE_NAMES, then the saliency cue), object
+    """(rows, set name): cues [n, 11] (the nine CUE_NAMES, the saliency cue, the geodesic cue), object
     fractions [n], cells [n] and image index [n] of every cluster of the subset."""
     from segtool.data.readers import open_dataset
     from segtool.evaluation.protocol import iem_crop
@@ -136,18 +139,22 @@ def training_rows(dataset: str, data_root, method: str, model, ks: tuple[int, ..
     return rows, reader.name
 
 
-def balanced_fit(sets: dict[str, dict], provenance: dict, saliency_cue: bool = True):
-    """One scorer over several sets, each set's rows weighted to the same total (cells per set);
-    without `saliency_cue`, on the nine cues of the feature grid alone."""
+def balanced_fit(sets: dict[str, dict], provenance: dict, saliency_cue: bool = True, geodesic_cue: bool = True):
+    """One scorer over several sets, each set's rows weighted to the same total (cells per set):
+    on the nine cues of the feature grid, then the saliency cue (`saliency_cue`), then the
+    geodesic cue (`geodesic_cue`, which needs the saliency cue before it)."""
     from segtool.pipeline.foreground.cues import CUE_NAMES
     from segtool.pipeline.foreground.scorer import fit_scorer
 
+    if geodesic_cue and not saliency_cue:
+        raise ValueError("the geodesic cue comes after the saliency cue: weigh both, or neither")
+    columns = len(CUE_NAMES) + int(saliency_cue) + int(geodesic_cue)
     cues, fractions, weights = [], [], []
     for name, rows in sets.items():
-        if rows["cues"].shape[1] != len(CUE_NAMES) + 1:
-            raise ValueError(f"{name}: rows of {rows['cues'].shape[1]} cues; expected the nine and the saliency cue")
+        if rows["cues"].shape[1] != len(CUE_NAMES) + 2:
+            raise ValueError(f"{name}: rows of {rows['cues'].shape[1]} cues; expected the nine, saliency and geodesic")
         cells = rows["cells"].astype(np.float64)
-        cues.append(rows["cues"] if saliency_cue else rows["cues"][:, :len(CUE_NAMES)])
+        cues.append(rows["cues"][:, :columns])
         fractions.append(rows["fractions"])
         weights.append(cells / cells.sum())
     return fit_scorer(np.concatenate(cues), np.concatenate(fractions), np.concatenate(weights) * 1e4, provenance)
@@ -157,6 +164,8 @@ def add_scorer_options(parser: argparse.ArgumentParser) -> None:
     """The options of every script that writes a scorer: which cues, where, and overwriting."""
     parser.add_argument("--saliency-cue", action=argparse.BooleanOptionalAction, default=True,
                         help="weigh the image's RBD saliency per cluster beside the nine grid cues")
+    parser.add_argument("--geodesic-cue", action=argparse.BooleanOptionalAction, default=True,
+                        help="weigh the geodesic objectness of the cells' colour per cluster, after the saliency cue")
     parser.add_argument("--out", required=True, help="the scorer JSON to write (an existing file is kept)")
     parser.add_argument("--force", action="store_true", help="overwrite --out")
 
@@ -207,7 +216,7 @@ def main(argv: list[str] | None = None) -> None:
                           pseudo_labels="cells where the label-free vote (simple rule, k = 2, 3, 4) and RBD saliency "
                                         "agree (bench/pseudo_labels.py)")
     try:
-        scorer = balanced_fit(sets, provenance, args.saliency_cue)
+        scorer = balanced_fit(sets, provenance, args.saliency_cue, args.geodesic_cue)
     except ValueError as exc:
         sys.exit(f"fit_cluster_scorer: {exc}")
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -35,6 +35,8 @@ def main(argv: list[str] | None = None) -> None:
     add_set_options(parser)
     parser.add_argument("--saliency-cue", action=argparse.BooleanOptionalAction, default=True,
                         help="scorers weigh the RBD saliency cue beside the nine grid cues (as shipped)")
+    parser.add_argument("--geodesic-cue", action=argparse.BooleanOptionalAction, default=True,
+                        help="fold scorers weigh the geodesic cue too (as the shipped scorer does)")
     parser.add_argument("--limit", type=int, default=None, help="held-out images per set (for a quick look)")
     parser.add_argument("--out", required=True)
     parser.add_argument("--fold-overrides", action="append", default=[],
@@ -63,7 +65,7 @@ def main(argv: list[str] | None = None) -> None:
                       "stride": 3, "ks": list(ks), "weighting": "each set weighs the same",
                       **({"unlabelled": args.unlabelled, "unlabelled_stride": args.unlabelled_stride}
                          if args.unlabelled else {})}
-        balanced_fit({n: sets[n] for n in names}, provenance, args.saliency_cue).save(path)
+        balanced_fit({n: sets[n] for n in names}, provenance, args.saliency_cue, args.geodesic_cue).save(path)
         return path
 
     fold_overrides: dict[str, dict] = {}

@@ -63,7 +63,7 @@ def collect(spec: str, method: str):
         grids = segmenter.feature_grids([image for image, _ in crops])
         for offset, ((image, truth), features) in enumerate(zip(crops, grids)):
             rbd = rbd_on_work_copy(image)  # the scorer's saliency cue and the blend share it, as in the pipeline
-            _, _, votes = segmenter.vote(features, rbd)
+            _, _, votes = segmenter.vote(features, rbd, segmenter.geodesic_of(image, features.shape[:2]))
             soft = upsample_votes(votes, *image.shape[:2], image=image, method=segmenter.cfg.upsample)
             items.append((start + offset, soft, rbd, truth.astype(bool)))
         print(f"  {reader.name}: {len(items)}/{len(samples)}", end="\r", file=sys.stderr)

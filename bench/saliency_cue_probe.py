@@ -81,7 +81,8 @@ def fit_pair(sets: dict, names: list[str]):
     """The nine-cue and ten-cue scorers fit on the named sets, each set weighing the same
     (bench/fit_cluster_scorer.py's balanced_fit, without and with the saliency cue)."""
     chosen = {n: sets[n] for n in names}
-    return balanced_fit(chosen, {}, saliency_cue=False), balanced_fit(chosen, {}, saliency_cue=True)
+    return (balanced_fit(chosen, {}, saliency_cue=False, geodesic_cue=False),
+            balanced_fit(chosen, {}, saliency_cue=True, geodesic_cue=False))
 
 
 def held_out_iou(segmenter, held, nine, ten) -> tuple[np.ndarray, np.ndarray]:

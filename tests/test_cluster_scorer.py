@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from segtool.pipeline.foreground.cues import CUE_NAMES, SALIENCY_CUE, cluster_cues
+from segtool.pipeline.foreground.cues import CUE_NAMES, GEODESIC_CUE, SALIENCY_CUE, cluster_cues
 from segtool.pipeline.foreground.scorer import ClusterScorer, fit_scorer, load_scorer, shipped_scorers
 from segtool.errors import SegtoolError
 from segtool.pipeline.foreground.rules import select_foreground
@@ -89,7 +89,7 @@ def test_fit_scorer_learns_to_call_the_square_object(tmp_path):
     assert np.allclose(again.probability(cues), p) and again.provenance == {"images": 12}
     with pytest.raises(ValueError, match="both kinds"):
         fit_scorer(cues, np.zeros(len(cues)), cells)
-    with pytest.raises(ValueError, match="expected 9 or 10"):
+    with pytest.raises(ValueError, match="expected 9 or 10 or 11"):
         fit_scorer(cues[:, :4], fractions, cells)
 
 
@@ -119,10 +119,12 @@ def test_shipped_scorers_load_and_pick_an_obvious_object(name, images):
     # Fit on the selection subsets only (the defaults on three kinds of images and pseudo-labelled
     # photos, the -flowers ones on Oxford-17), or on no masks at all (-unlabelled).
     assert scorer.provenance["stride"] == 3 and scorer.provenance["images"] == images
-    # The -flowers ones are the nine-cue scorers of before; the others weigh the image's saliency too.
-    assert scorer.uses_saliency == (not name.endswith("-flowers"))
+    # The -flowers ones are the nine-cue scorers of before; the others weigh the image's saliency
+    # and the geodesic objectness of its colour too.
+    assert scorer.uses_saliency == scorer.uses_geodesic == (not name.endswith("-flowers"))
     labels, features = square_scene(size=8)
-    choice = select_foreground(labels, "scored", features=features, scorer=name, saliency=object_saliency(labels))
+    choice = select_foreground(labels, "scored", features=features, scorer=name, saliency=object_saliency(labels),
+                               geodesic=object_saliency(labels))
     assert choice.foreground_clusters == [1]
     assert choice.cluster_scores[1] < 0.5 < choice.cluster_scores[0]
 
@@ -135,9 +137,10 @@ def test_scored_rule_needs_features_and_never_gives_an_empty_or_full_mask():
     halves[:, 6:] = 1
     flat = np.random.default_rng(1).normal(0, 1, (12, 12, 3))
     flat_saliency = np.full((12, 12), 0.5)
-    assert 0 < select_foreground(halves, "scored", features=flat, saliency=flat_saliency).mask.mean() < 1
+    assert 0 < select_foreground(halves, "scored", features=flat, saliency=flat_saliency,
+                                 geodesic=flat_saliency).mask.mean() < 1
     assert 0 < select_foreground(labels, "scored", threshold=1e9, features=features,
-                                 saliency=object_saliency(labels)).mask.mean() < 1
+                                 saliency=object_saliency(labels), geodesic=object_saliency(labels)).mask.mean() < 1
 
 
 @pytest.mark.parametrize("content, expected", [
@@ -202,15 +205,21 @@ def test_fit_script_writes_a_loadable_scorer_and_keeps_an_existing_file(tmp_path
     assert done.returncode == 0, done.stderr
     scorer = load_scorer(str(out))
     assert scorer.provenance["images"] == {"set": 6} and scorer.provenance["ks"] == [2, 3]
-    assert scorer.cues == [*CUE_NAMES, SALIENCY_CUE]
+    assert scorer.cues == [*CUE_NAMES, SALIENCY_CUE, GEODESIC_CUE] and scorer.uses_geodesic
     before = out.read_text()
     again = subprocess.run(argv, capture_output=True, text=True, env=subprocess_env(), timeout=300)
     assert again.returncode != 0 and "--force" in again.stderr and out.read_text() == before
-    nine = tmp_path / "nine.json"
-    argv[argv.index(str(out))] = str(nine)
-    done = subprocess.run(argv + ["--no-saliency-cue"], capture_output=True, text=True, env=subprocess_env(), timeout=300)
-    assert done.returncode == 0, done.stderr
-    assert load_scorer(str(nine)).cues == list(CUE_NAMES)
+    without_out = argv[:argv.index("--out")]
+    for flags, cues in ((["--no-geodesic-cue"], [*CUE_NAMES, SALIENCY_CUE]),
+                        (["--no-saliency-cue", "--no-geodesic-cue"], list(CUE_NAMES))):
+        fewer = tmp_path / f"{len(cues)}.json"
+        done = subprocess.run(without_out + ["--out", str(fewer), *flags], capture_output=True, text=True,
+                              env=subprocess_env(), timeout=300)
+        assert done.returncode == 0, done.stderr
+        assert load_scorer(str(fewer)).cues == cues
+    done = subprocess.run(without_out + ["--out", str(tmp_path / "x.json"), "--no-saliency-cue"], capture_output=True,
+                          text=True, env=subprocess_env(), timeout=300)
+    assert done.returncode != 0 and "after the saliency cue" in done.stderr
 
 
 def test_a_fit_over_several_sets_weighs_each_set_the_same():
@@ -223,7 +232,7 @@ def test_a_fit_over_several_sets_weighs_each_set_the_same():
     def rows(n, sign):
         # Cue 0 separates object from background, in opposite directions in the two sets.
         fractions = rng.random(n) > 0.5
-        cues = rng.normal(0, 0.1, (n, len(CUE_NAMES) + 1))  # the nine cues and saliency
+        cues = rng.normal(0, 0.1, (n, len(CUE_NAMES) + 2))  # the nine cues, saliency and geodesic
         cues[:, 0] += sign * np.where(fractions, 1.0, -1.0)
         return {"cues": cues, "fractions": fractions.astype(float), "cells": np.full(n, 10), "image": np.arange(n)}
 
@@ -232,9 +241,12 @@ def test_a_fit_over_several_sets_weighs_each_set_the_same():
     plain = balanced_fit({"all": {k: np.concatenate([big[k], small[k]]) for k in big}}, {})
     # Equal weights: the two directions cancel; pooled rows: the big set's direction wins.
     assert abs(balanced.coef[0]) < 0.25 * abs(plain.coef[0]) and plain.coef[0] > 0
-    assert len(balanced.cues) == 10 and len(balanced_fit({"big": big}, {}, saliency_cue=False).cues) == 9
-    with pytest.raises(ValueError, match="big: rows of 9 cues"):
-        balanced_fit({"big": {**big, "cues": big["cues"][:, :9]}}, {})
+    assert len(balanced.cues) == 11 and len(balanced_fit({"big": big}, {}, geodesic_cue=False).cues) == 10
+    assert len(balanced_fit({"big": big}, {}, saliency_cue=False, geodesic_cue=False).cues) == 9
+    with pytest.raises(ValueError, match="big: rows of 10 cues"):
+        balanced_fit({"big": {**big, "cues": big["cues"][:, :10]}}, {})
+    with pytest.raises(ValueError, match="after the saliency cue"):
+        balanced_fit({"big": big}, {}, saliency_cue=False)
 
 
 @pytest.mark.parametrize("method, consensus, k, refine, rule, saliency, cut", [
@@ -325,7 +337,8 @@ def test_a_scorer_fit_without_masks_on_pseudo_labelled_photos_finds_an_obvious_o
     assert scorer.uses_saliency and scorer.provenance["images"] == {"photos (pseudo-labels)": 8}
     assert "agree" in scorer.provenance["pseudo_labels"]
     labels, features = square_scene(size=8)
-    choice = select_foreground(labels, "scored", features=features, scorer=str(out), saliency=object_saliency(labels))
+    choice = select_foreground(labels, "scored", features=features, scorer=str(out), saliency=object_saliency(labels),
+                               geodesic=object_saliency(labels))
     assert choice.foreground_clusters == [1]
     # Rows from finer clusterings only: the pseudo-labels still come from the label-free vote at
     # k = 2, 3, 4, which are clustered for the labels but give no rows.

@@ -89,12 +89,13 @@ class GridClusterSegmenter(Segmenter):
 
     def __init__(self, settings: ClusterSettings | None = None):
         self.cfg = settings or ClusterSettings()
-        self.scorer_uses_saliency = False
+        self.scorer_uses_saliency = self.scorer_uses_geodesic = False
         if self.cfg.rule == "scored":
             from segtool.pipeline.foreground.scorer import load_scorer_cached
 
             # A bad scorer fails here, before any work.
-            self.scorer_uses_saliency = load_scorer_cached(self.cfg.scorer or self.name).uses_saliency
+            scorer = load_scorer_cached(self.cfg.scorer or self.name)
+            self.scorer_uses_saliency, self.scorer_uses_geodesic = scorer.uses_saliency, scorer.uses_geodesic
 
     def feature_grids(self, images: list[np.ndarray]) -> list[np.ndarray]:
         raise NotImplementedError
@@ -133,10 +134,19 @@ class GridClusterSegmenter(Segmenter):
 
         return rbd_on_work_copy(image)
 
-    def vote(self, features: np.ndarray, rbd=None) -> tuple[dict, dict, np.ndarray]:
+    def geodesic_of(self, image: np.ndarray, grid: tuple[int, int]) -> np.ndarray | None:
+        """The image's geodesic objectness per cell of the grid when the scorer weighs it, else None."""
+        if not self.scorer_uses_geodesic:
+            return None
+        from segtool.pipeline.foreground.geodesic_cue import geodesic_objectness_grid
+
+        return geodesic_objectness_grid(image, *grid)
+
+    def vote(self, features: np.ndarray, rbd=None, geodesic=None) -> tuple[dict, dict, np.ndarray]:
         """The clusterings of a feature grid (per k), the foreground choice of each, and the grid of
         votes: the fraction of clusterings that call each cell foreground (0 or 1 with one k).
-        `rbd` (rbd_of the image) is needed when the scorer weighs saliency."""
+        `rbd` (rbd_of the image) is needed when the scorer weighs saliency, `geodesic` (geodesic_of
+        the image) when it weighs the geodesic cue."""
         all_labels = self.cluster(self.with_position(features))
         scorer = self.cfg.scorer or self.name
         saliency = None
@@ -146,14 +156,17 @@ class GridClusterSegmenter(Segmenter):
             if rbd is None:
                 raise ValueError(f"the cluster scorer {scorer!r} weighs saliency: pass the image's RBD")
             saliency = saliency_cue_grid(rbd, *features.shape[:2])
+        if self.scorer_uses_geodesic and geodesic is None:
+            raise ValueError(f"the cluster scorer {scorer!r} weighs the geodesic cue: pass the image's geodesic grid")
         choices = {k: select_foreground(labels, self.cfg.rule, self.cfg.threshold, features=features,
-                                        sigma=self.cfg.geodesic_sigma, scorer=scorer, saliency=saliency)
+                                        sigma=self.cfg.geodesic_sigma, scorer=scorer, saliency=saliency,
+                                        geodesic=geodesic)
                    for k, labels in all_labels.items()}
         return all_labels, choices, np.mean([c.mask for c in choices.values()], axis=0)
 
     def finish(self, image: np.ndarray, features: np.ndarray, started: float) -> SegmentResult:
         rbd = self.rbd_of(image) if self.needs_rbd() else None
-        all_labels, choices, votes = self.vote(features, rbd)
+        all_labels, choices, votes = self.vote(features, rbd, self.geodesic_of(image, features.shape[:2]))
         mask = self.full_resolution_mask(image, votes, rbd)
         # The cluster map shows the clustering at k (or the middle one of a consensus).
         shown = self.cfg.k if self.cfg.k in all_labels else sorted(all_labels)[len(all_labels) // 2]

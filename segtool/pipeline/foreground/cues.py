@@ -22,6 +22,12 @@ and, when a saliency grid is given (a scorer that weighs it: SALIENCY_CUE in its
                            (segtool.pipeline.saliency.saliency_cue_grid): a cue computed from
                            the pixels, not the features, so it holds when the features do not
                            separate object from background
+
+and, when a geodesic grid is given (a scorer that weighs it: GEODESIC_CUE in its cues),
+
+    geodesic_objectness    mean over its cells of 1 - the geodesic background probability of
+                           the cells' colour (segtool.pipeline.foreground.geodesic_cue): low
+                           where the border reaches the cell by small colour steps
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ import numpy as np
 CUE_NAMES = ("boundary_connectivity", "border_share", "size", "centre_distance", "spread",
              "contrast_to_border", "contrast_to_rest", "vertical_offset", "horizontal_offset")
 SALIENCY_CUE = "saliency"
+GEODESIC_CUE = "geodesic_objectness"  # named here too so that reading cues never imports the computation
 
 
 def border_cells(h: int, w: int) -> np.ndarray:
@@ -39,16 +46,17 @@ def border_cells(h: int, w: int) -> np.ndarray:
     return b
 
 
-def cluster_cues(labels: np.ndarray, features: np.ndarray,
-                 saliency: np.ndarray | None = None) -> tuple[np.ndarray, list[int]]:
+def cluster_cues(labels: np.ndarray, features: np.ndarray, saliency: np.ndarray | None = None,
+                 geodesic: np.ndarray | None = None) -> tuple[np.ndarray, list[int]]:
     """Cues [clusters, len(CUE_NAMES)] of a label grid [h, w] over a feature grid [h, w, C],
     and the cluster ids in the same order; with a saliency grid [h, w], one more column, the
-    SALIENCY_CUE."""
+    SALIENCY_CUE, and with a geodesic objectness grid [h, w], one more after it, the GEODESIC_CUE."""
     h, w = labels.shape
     if features.shape[:2] != (h, w):
         raise ValueError(f"labels are {h}x{w} but features are {features.shape[0]}x{features.shape[1]}")
-    if saliency is not None and saliency.shape != (h, w):
-        raise ValueError(f"labels are {h}x{w} but the saliency grid is {saliency.shape[0]}x{saliency.shape[1]}")
+    for name, grid in (("saliency", saliency), ("geodesic", geodesic)):
+        if grid is not None and grid.shape != (h, w):
+            raise ValueError(f"labels are {h}x{w} but the {name} grid is {grid.shape[0]}x{grid.shape[1]}")
     border = border_cells(h, w)
     rows, cols = np.mgrid[0:h, 0:w]
     # The same normalisation on both axes keeps the cue a distance from the centre on any aspect.
@@ -84,5 +92,5 @@ def cluster_cues(labels: np.ndarray, features: np.ndarray,
         np.linalg.norm(mean - rest, axis=1) / spread_unit,
         np.abs(row_mean / h - 0.5),
         np.abs(col_mean / w - 0.5),
-    ] + ([member @ saliency.ravel().astype(np.float64) / n] if saliency is not None else []), axis=1)
+    ] + [member @ grid.ravel().astype(np.float64) / n for grid in (saliency, geodesic) if grid is not None], axis=1)
     return cues, [int(c) for c in ids]

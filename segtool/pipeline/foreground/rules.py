@@ -84,11 +84,13 @@ class ForegroundChoice:
 
 def select_foreground(labels: np.ndarray, rule: str = "simple", threshold: float | None = None,
                       features: np.ndarray | None = None, sigma: float = 2.0,
-                      scorer: str = "scvae", saliency: np.ndarray | None = None) -> ForegroundChoice:
+                      scorer: str = "scvae", saliency: np.ndarray | None = None,
+                      geodesic: np.ndarray | None = None) -> ForegroundChoice:
     """Foreground clusters of a label grid [h, w] (see the module docstring for the rules);
     `scorer` names the shipped cluster scorer, or a JSON path, for the scored rule, and
     `saliency` is the grid [h, w] of segtool.pipeline.saliency.saliency_cue_grid, needed when
-    that scorer weighs the saliency cue."""
+    that scorer weighs the saliency cue; `geodesic` likewise the grid of
+    segtool.pipeline.foreground.geodesic_cue.geodesic_objectness_grid for the geodesic cue."""
     if rule == "simple":
         scores = cluster_boundary_connectivity(labels)
         threshold = 1.5 if threshold is None else threshold
@@ -104,7 +106,10 @@ def select_foreground(labels: np.ndarray, rule: str = "simple", threshold: float
         model = load_scorer_cached(scorer)
         if model.uses_saliency and saliency is None:
             raise ValueError(f"the cluster scorer {scorer!r} weighs saliency: pass the image's saliency grid")
-        cues, ids = cluster_cues(labels, features, saliency if model.uses_saliency else None)
+        if model.uses_geodesic and geodesic is None:
+            raise ValueError(f"the cluster scorer {scorer!r} weighs the geodesic cue: pass the image's geodesic grid")
+        cues, ids = cluster_cues(labels, features, saliency if model.uses_saliency else None,
+                                 geodesic if model.uses_geodesic else None)
         background = 1.0 - model.probability(cues)
         scores = {c: float(p) for c, p in zip(ids, background)}
         threshold = 0.5 if threshold is None else threshold

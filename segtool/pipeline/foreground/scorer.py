@@ -1,9 +1,10 @@
 """The cluster scorer: how likely a cluster is to be object, from its cues (segtool.pipeline.foreground.cues).
 
 A logistic regression over the standardised cues, stored as JSON under segtool/scorers/: the
-nine cues of the feature grid, or those nine and the RBD saliency cue (SALIENCY_CUE), as the
-JSON's `cues` list says. Scorers of either kind load; one that weighs saliency makes the pipeline
-compute the image's RBD saliency before it chooses clusters. It is fit once, offline, on the
+nine cues of the feature grid, those nine and the RBD saliency cue (SALIENCY_CUE), or those ten
+and the geodesic objectness cue (GEODESIC_CUE), as the JSON's `cues` list says. Scorers of every
+kind load; one that weighs saliency (or the geodesic cue) makes the pipeline compute the image's
+RBD saliency (or its geodesic grid) before it chooses clusters. It is fit once, offline, on the
 masks of a selection subset, and optionally on pseudo-labelled photos without masks
 (`bench/fit_cluster_scorer.py`; the JSON records the command, data and images); segmenting never
 sees a mask. Each training row is one cluster of one image at one k, labelled object when most
@@ -20,12 +21,12 @@ from pathlib import Path
 
 import numpy as np
 
-from segtool.pipeline.foreground.cues import CUE_NAMES, SALIENCY_CUE
+from segtool.pipeline.foreground.cues import CUE_NAMES, GEODESIC_CUE, SALIENCY_CUE
 from segtool.params import key_list
 from segtool.errors import SegtoolError
 
 # The cue lists a scorer may weigh, in column order.
-CUE_SETS = (tuple(CUE_NAMES), tuple(CUE_NAMES) + (SALIENCY_CUE,))
+CUE_SETS = (tuple(CUE_NAMES), tuple(CUE_NAMES) + (SALIENCY_CUE,), tuple(CUE_NAMES) + (SALIENCY_CUE, GEODESIC_CUE))
 
 
 def _is_finite_number(value) -> bool:
@@ -44,7 +45,7 @@ class ClusterScorer:
     def __post_init__(self) -> None:
         if not isinstance(self.cues, (list, tuple)) or tuple(self.cues) not in CUE_SETS:
             raise ValueError(f"the scorer weighs cues {self.cues}, but this version computes "
-                             f"{list(CUE_NAMES)}, optionally followed by {SALIENCY_CUE!r}")
+                             f"{list(CUE_NAMES)}, optionally followed by {SALIENCY_CUE!r} and then {GEODESIC_CUE!r}")
         n = len(self.cues)
         for name in ("mean", "scale", "coef"):
             values = getattr(self, name)
@@ -61,6 +62,10 @@ class ClusterScorer:
     @property
     def uses_saliency(self) -> bool:
         return SALIENCY_CUE in self.cues
+
+    @property
+    def uses_geodesic(self) -> bool:
+        return GEODESIC_CUE in self.cues
 
     def probability(self, cues: np.ndarray) -> np.ndarray:
         """P(object) for each row of cues [clusters, len(self.cues)]."""

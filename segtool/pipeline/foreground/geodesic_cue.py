@@ -1,0 +1,96 @@
+"""Geodesic boundary connectivity of each cell on the image's colour: an objectness cue per cell.
+
+Zhu et al.'s boundary connectivity (CVPR 2014) asks how much of a region's soft extent lies on
+the image border, where the extent of a cell is every cell reachable from it by small colour
+steps (geodesic distances along the 4-connected grid). A background region is reached from the
+frame through small steps even where it does not touch the frame itself (a sky shading from
+blue to white, the bright middle of vignetted skin, a wall behind a person); an object is walled
+off from the frame by its outline, even when it is large and central. Unlike RBD saliency,
+which asks the same of SLIC superpixels and then optimises a map, this is computed on a coarse
+grid of cell colours with steps below half the median step counted as texture; measured per
+cell, it tells object from background beyond what the centre and RBD saliency already say on
+each kind of image when that kind is left out of the fit (bench/cell_cue_probe.py).
+
+It is computed on the cells' Lab colour, not on any model's features, so that the SC-VAE
+pipeline and the same pipeline on colour weigh the same cue.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+# Distances are in units of the image's median step between neighbouring cells, less the half
+# step counted as texture (as the geodesic foreground rule does).
+TEXTURE = 0.5
+SIGMA = 2.0            # geodesic scale of a cell's soft extent
+BNDCON_SIGMA = 1.0     # boundary connectivity -> background probability, as Zhu et al.
+# The grid the distances run on: half the pipeline's cells a side (16 x 16 for the 32 x 32 codes),
+# which tells object from background as well as the full grid and costs a sixteenth.
+COARSENING = 2
+CHECK_EVERY = 4  # relaxation passes between convergence checks
+
+
+def _steps(features: np.ndarray, texture: float) -> tuple[np.ndarray, np.ndarray]:
+    """Edge weights of the 4-connected grid: across [h, w-1] and down [h-1, w], in median steps
+    less `texture`, floored at 0."""
+    flat = features.astype(np.float64)
+    across = np.linalg.norm(flat[:, 1:] - flat[:, :-1], axis=-1)
+    down = np.linalg.norm(flat[1:, :] - flat[:-1, :], axis=-1)
+    every = np.concatenate([across.ravel(), down.ravel()])
+    unit = float(np.median(every)) if every.size else 0.0
+    if unit <= 0:  # mostly flat (a graphic, a logo on a plain ground): any step is an outline
+        unit = float(every.mean()) if every.size and every.mean() > 0 else 1.0
+    return np.maximum(across / unit - texture, 0.0), np.maximum(down / unit - texture, 0.0)
+
+
+def all_pairs_geodesic(features: np.ndarray, texture: float = TEXTURE) -> np.ndarray:
+    """Geodesic distances [n, n] between the n = h x w cells of a feature grid [h, w, C].
+
+    Exact shortest paths by relaxation, every source at once: each pass lowers every distance to
+    the best of its four neighbours' plus the step, until nothing moves (one pass per hop of the
+    longest shortest path). In numpy because importing scipy.sparse.csgraph costs more than the
+    computation on a 16 x 16 grid, and segmenting a photo from the command line imports no scipy."""
+    h, w = features.shape[:2]
+    across, down = (step.astype(np.float32) for step in _steps(features.reshape(h, w, -1), texture))
+    n = h * w
+    # float32: half the memory traffic of float64, and distances of a few units need no more.
+    distance = np.full((n, h, w), np.inf, dtype=np.float32)
+    distance.reshape(n, n)[np.arange(n), np.arange(n)] = 0.0
+    for _ in range(0, n, CHECK_EVERY):
+        before = distance.copy()
+        for _ in range(CHECK_EVERY):  # a pass after convergence changes nothing: check now and then
+            np.minimum(distance[:, :, 1:], distance[:, :, :-1] + across, out=distance[:, :, 1:])
+            np.minimum(distance[:, :, :-1], distance[:, :, 1:] + across, out=distance[:, :, :-1])
+            np.minimum(distance[:, 1:, :], distance[:, :-1, :] + down, out=distance[:, 1:, :])
+            np.minimum(distance[:, :-1, :], distance[:, 1:, :] + down, out=distance[:, :-1, :])
+        if np.array_equal(distance, before):
+            break
+    return distance.reshape(n, n).astype(np.float64)
+
+
+def geodesic_background_probability(features: np.ndarray, sigma: float = SIGMA, bndcon_sigma: float = BNDCON_SIGMA,
+                                    texture: float = TEXTURE) -> np.ndarray:
+    """Per cell of a feature grid [h, w, C]: Area(p) = sum_q exp(-d(p, q)^2 / 2 sigma^2),
+    Len(p) = the same sum over border cells q, BndCon = Len / sqrt(Area), and the background
+    probability 1 - exp(-BndCon^2 / 2 bndcon_sigma^2); returns [h, w]."""
+    from segtool.pipeline.foreground.cues import border_cells
+
+    h, w = features.shape[:2]
+    similarity = np.exp(-(all_pairs_geodesic(features, texture) ** 2) / (2 * sigma ** 2))
+    area = similarity.sum(axis=1)
+    length = similarity[:, border_cells(h, w).ravel()].sum(axis=1)
+    bndcon = length / np.sqrt(area)
+    return (1 - np.exp(-(bndcon ** 2) / (2 * bndcon_sigma ** 2))).reshape(h, w)
+
+
+def geodesic_objectness_grid(image: np.ndarray, height: int, width: int) -> np.ndarray:
+    """The cue per cell of a height x width grid over an RGB image: 1 - the geodesic background
+    probability of the cells' standardised mean Lab colour, computed on a grid COARSENING times
+    coarser and repeated over the cells; [height, width] in [0, 1]."""
+    import cv2
+
+    from segtool.pipeline.features import colour_grid, standardise
+
+    coarse = (max(2, height // COARSENING), max(2, width // COARSENING))
+    objectness = 1.0 - geodesic_background_probability(standardise(colour_grid(image, coarse)))
+    return cv2.resize(objectness.astype(np.float32), (width, height), interpolation=cv2.INTER_NEAREST)
