@@ -36,7 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
-ROWS_VERSION = "nine cues + saliency + geodesic"
+ROWS_VERSION = "nine cues + saliency + geodesic of the cue copy"
 
 
 def clusterings_with_cues(segmenter, image: np.ndarray, features: np.ndarray, ks,
@@ -46,11 +46,12 @@ def clusterings_with_cues(segmenter, image: np.ndarray, features: np.ndarray, ks
     (`saliency`: the image's saliency_cue_grid when the caller already has it)."""
     from segtool.pipeline.foreground.cues import cluster_cues
     from segtool.pipeline.foreground.geodesic_cue import geodesic_objectness_grid
-    from segtool.pipeline.saliency import saliency_cue_grid
+    from segtool.pipeline.saliency import cue_work_copy, saliency_cue_grid
 
     if saliency is None:
         saliency = saliency_cue_grid(segmenter.rbd_of(image), *features.shape[:2])
-    geodesic = geodesic_objectness_grid(image, *features.shape[:2])
+    # Read from the copy the pipeline reads it from (smoothed when the image is noisy).
+    geodesic = geodesic_objectness_grid(cue_work_copy(image), *features.shape[:2])
     return {k: (labels, *cluster_cues(labels, features, saliency, geodesic))
             for k, labels in segmenter.cluster(segmenter.with_position(features), ks).items()}
 

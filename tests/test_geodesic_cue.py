@@ -111,3 +111,23 @@ def test_a_scorer_that_weighs_the_geodesic_cue_gets_it_from_the_pipeline(tmp_pat
     inside = np.zeros(mask.shape, bool)
     inside[30:66, 30:66] = True
     assert mask[inside].mean() > 0.9 and mask[~inside].mean() < 0.1
+
+
+def test_the_pipeline_reads_the_cue_from_rbds_copy_smoothed_when_the_image_is_noisy(tmp_path):
+    """As RBD does: noise puts a colour step between every two cells, and the cue read from the raw
+    noisy image walls off less of the disc than the cue read from the smoothed copy."""
+    from segtool.pipeline.registry import build_segmenter, parse_method
+
+    yy, xx = np.mgrid[:128, :128]
+    disc = (yy - 64) ** 2 + (xx - 64) ** 2 < 30 ** 2
+    clean = np.full((128, 128, 3), 120, np.uint8)
+    clean[disc] = (150, 110, 90)  # a low-contrast lesion on skin
+    noisy = np.clip(clean + np.random.default_rng(0).normal(0, 0.2 * 255, clean.shape), 0, 255).astype(np.uint8)
+    segmenter = build_segmenter(parse_method("scvae"), extractor_factory=lambda: None)
+    assert segmenter.scorer_uses_geodesic
+    inside = disc[2::4, 2::4]  # the 32 x 32 grid's cell centres
+    truth = geodesic_objectness_grid(clean, 32, 32)
+    raw = geodesic_objectness_grid(noisy, 32, 32)
+    read = segmenter.geodesic_of(noisy, (32, 32))
+    assert np.abs(read - truth)[inside].mean() < np.abs(raw - truth)[inside].mean()
+    assert np.array_equal(segmenter.geodesic_of(clean, (32, 32)), truth)  # a clean image is read as it is

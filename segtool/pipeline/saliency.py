@@ -233,16 +233,18 @@ def saliency_vote(image: np.ndarray, height: int, width: int, gain: float = 1.0)
 NOISE_FLOOR = 0.04
 
 
-def rbd_on_work_copy(image: np.ndarray) -> RBDResult:
-    """RBD of the image, or of a copy of about VOTE_WORK_PIXELS when it is larger; of a smoothed
-    copy when the image is noisy.
+def cue_work_copy(image: np.ndarray) -> np.ndarray:
+    """The copy of the image that the pixel cues read (RBD saliency, and the scorer's geodesic
+    cue): the image itself, or a copy of about VOTE_WORK_PIXELS when it is larger; smoothed when
+    the image is noisy.
 
     Why smooth: RBD's geodesic distances add up colour steps between neighbouring superpixels, and
     noise puts a step on every edge, so every region looks small and far from the border and
     nearly the whole image reads salient (with Gaussian noise of sigma 0.2 the saliency cue was
     above 1/2 on 92% of the cells of 14 noisy lesion crops, against 23% clean, and the scorer, which
     weighs it, took almost every cluster). A Gaussian blur of 1 + 10 sigma pixels, sigma estimated from the image itself,
-    brings the superpixels' colours back to the scene's (docs/PIPELINE.md, "Noise")."""
+    brings the superpixels' colours back to the scene's (docs/PIPELINE.md, "Noise"). The geodesic
+    cue adds up colour steps between cells in the same way, and reads the same copy."""
     from segtool.pipeline.features import shrink_to_pixels
     from segtool.pipeline.refine import estimate_noise_sigma
 
@@ -252,7 +254,13 @@ def rbd_on_work_copy(image: np.ndarray) -> RBDResult:
         import cv2
 
         copy = cv2.GaussianBlur(np.ascontiguousarray(copy), (0, 0), 1.0 + 10.0 * sigma)
-    return rbd(copy)
+    return copy
+
+
+def rbd_on_work_copy(image: np.ndarray) -> RBDResult:
+    """RBD of the pixel cues' copy of the image (cue_work_copy: at most about VOTE_WORK_PIXELS,
+    smoothed when noisy)."""
+    return rbd(cue_work_copy(image))
 
 
 def saliency_cue_grid(result: RBDResult, height: int, width: int) -> np.ndarray:

@@ -135,12 +135,14 @@ class GridClusterSegmenter(Segmenter):
         return rbd_on_work_copy(image)
 
     def geodesic_of(self, image: np.ndarray, grid: tuple[int, int]) -> np.ndarray | None:
-        """The image's geodesic objectness per cell of the grid when the scorer weighs it, else None."""
+        """The image's geodesic objectness per cell of the grid when the scorer weighs it, else
+        None; read, as RBD is, from a copy of at most about 128 x 128 pixels, smoothed when noisy."""
         if not self.scorer_uses_geodesic:
             return None
         from segtool.pipeline.foreground.geodesic_cue import geodesic_objectness_grid
+        from segtool.pipeline.saliency import cue_work_copy
 
-        return geodesic_objectness_grid(image, *grid)
+        return geodesic_objectness_grid(cue_work_copy(image), *grid)
 
     def vote(self, features: np.ndarray, rbd=None, geodesic=None) -> tuple[dict, dict, np.ndarray]:
         """The clusterings of a feature grid (per k), the foreground choice of each, and the grid of
