@@ -286,8 +286,8 @@ def test_the_pipeline_computes_an_images_rbd_once_for_the_cue_and_the_blend_and_
     from segtool.pipeline.registry import build_segmenter, parse_method
 
     calls = []
-    real = saliency.rbd_on_work_copy
-    monkeypatch.setattr(saliency, "rbd_on_work_copy", lambda image: calls.append(image.shape) or real(image))
+    real = saliency.rbd  # what the pipeline runs on the image's cue copy (here the image itself: it is small)
+    monkeypatch.setattr(saliency, "rbd", lambda image: calls.append(image.shape) or real(image))
     image = np.full((96, 128, 3), (40, 90, 40), np.uint8)
     yy, xx = np.mgrid[0:96, 0:128]
     image[(yy - 48) ** 2 + (xx - 64) ** 2 < 30 ** 2] = (220, 200, 30)

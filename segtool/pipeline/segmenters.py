@@ -127,22 +127,23 @@ class GridClusterSegmenter(Segmenter):
         """Whether segmenting computes the image's RBD saliency: for the blend, or for the scorer's cue."""
         return self.cfg.saliency_weight > 0 or self.scorer_uses_saliency
 
-    def rbd_of(self, image: np.ndarray):
+    def rbd_of(self, image: np.ndarray, copy: np.ndarray | None = None):
         """The image's RBD saliency (segtool.pipeline.saliency), computed once for the scorer's cue
-        and the blend."""
-        from segtool.pipeline.saliency import rbd_on_work_copy
+        and the blend; `copy`: the image's cue_work_copy when the caller already has it."""
+        from segtool.pipeline.saliency import cue_work_copy, rbd
 
-        return rbd_on_work_copy(image)
+        return rbd(copy if copy is not None else cue_work_copy(image))
 
-    def geodesic_of(self, image: np.ndarray, grid: tuple[int, int]) -> np.ndarray | None:
+    def geodesic_of(self, image: np.ndarray, grid: tuple[int, int], copy: np.ndarray | None = None) -> np.ndarray | None:
         """The image's geodesic objectness per cell of the grid when the scorer weighs it, else
-        None; read, as RBD is, from a copy of at most about 128 x 128 pixels, smoothed when noisy."""
+        None; read, as RBD is, from a copy of at most about 128 x 128 pixels, smoothed when noisy
+        (`copy`: that cue_work_copy when the caller already has it)."""
         if not self.scorer_uses_geodesic:
             return None
         from segtool.pipeline.foreground.geodesic_cue import geodesic_objectness_grid
         from segtool.pipeline.saliency import cue_work_copy
 
-        return geodesic_objectness_grid(cue_work_copy(image), *grid)
+        return geodesic_objectness_grid(copy if copy is not None else cue_work_copy(image), *grid)
 
     def vote(self, features: np.ndarray, rbd=None, geodesic=None) -> tuple[dict, dict, np.ndarray]:
         """The clusterings of a feature grid (per k), the foreground choice of each, and the grid of
@@ -167,8 +168,13 @@ class GridClusterSegmenter(Segmenter):
         return all_labels, choices, np.mean([c.mask for c in choices.values()], axis=0)
 
     def finish(self, image: np.ndarray, features: np.ndarray, started: float) -> SegmentResult:
-        rbd = self.rbd_of(image) if self.needs_rbd() else None
-        all_labels, choices, votes = self.vote(features, rbd, self.geodesic_of(image, features.shape[:2]))
+        copy = None
+        if self.needs_rbd() or self.scorer_uses_geodesic:  # both pixel cues read one copy: made once
+            from segtool.pipeline.saliency import cue_work_copy
+
+            copy = cue_work_copy(image)
+        rbd = self.rbd_of(image, copy) if self.needs_rbd() else None
+        all_labels, choices, votes = self.vote(features, rbd, self.geodesic_of(image, features.shape[:2], copy))
         mask = self.full_resolution_mask(image, votes, rbd)
         # The cluster map shows the clustering at k (or the middle one of a consensus).
         shown = self.cfg.k if self.cfg.k in all_labels else sorted(all_labels)[len(all_labels) // 2]
