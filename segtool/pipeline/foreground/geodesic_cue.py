@@ -73,10 +73,18 @@ def geodesic_background_probability(features: np.ndarray, sigma: float = SIGMA, 
     """Per cell of a feature grid [h, w, C]: Area(p) = sum_q exp(-d(p, q)^2 / 2 sigma^2),
     Len(p) = the same sum over border cells q, BndCon = Len / sqrt(Area), and the background
     probability 1 - exp(-BndCon^2 / 2 bndcon_sigma^2); returns [h, w]."""
+    h, w = features.shape[:2]
+    return background_probability_from_distances(all_pairs_geodesic(features, texture), h, w, sigma, bndcon_sigma)
+
+
+def background_probability_from_distances(distances: np.ndarray, h: int, w: int, sigma: float = SIGMA,
+                                          bndcon_sigma: float = BNDCON_SIGMA) -> np.ndarray:
+    """Zhu et al.'s background probability [h, w] from all-pairs geodesic distances [n, n] between
+    the cells of an h x w grid (shared with the geodesic foreground rule, which gets its distances
+    from scipy's Dijkstra on the full grid)."""
     from segtool.pipeline.foreground.cues import border_cells
 
-    h, w = features.shape[:2]
-    similarity = np.exp(-(all_pairs_geodesic(features, texture) ** 2) / (2 * sigma ** 2))
+    similarity = np.exp(-(distances ** 2) / (2 * sigma ** 2))
     area = similarity.sum(axis=1)
     length = similarity[:, border_cells(h, w).ravel()].sum(axis=1)
     bndcon = length / np.sqrt(area)

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from segtool.pipeline.foreground.cues import border_cells, cluster_cues
+from segtool.pipeline.foreground.geodesic_cue import background_probability_from_distances
 from segtool.pipeline.foreground.scorer import load_scorer_cached
 from segtool.settings import RULES
 
@@ -67,12 +68,9 @@ def geodesic_background_probability(features: np.ndarray, sigma: float = 2.0, bn
     dist = np.maximum(dist, 1e-6)
     graph = coo_matrix((np.concatenate([dist, dist]), (np.concatenate([a, b]), np.concatenate([b, a]))),
                        shape=(h * w, h * w)).tocsr()
-    geo = dijkstra(graph, directed=False)
-    similarity = np.exp(-(geo ** 2) / (2 * sigma ** 2))
-    area = similarity.sum(axis=1)
-    length = similarity[:, border_cells(h, w).ravel()].sum(axis=1)
-    bndcon = length / np.sqrt(area)
-    return (1 - np.exp(-(bndcon ** 2) / (2 * bndcon_sigma ** 2))).reshape(h, w)
+    # scipy's Dijkstra: on the full grid (1,024 cells) it is several times faster than the
+    # relaxation the geodesic cue runs on its 16 x 16 grid.
+    return background_probability_from_distances(dijkstra(graph, directed=False), h, w, sigma, bndcon_sigma)
 
 
 @dataclass
