@@ -61,6 +61,48 @@ def kmeans_one_run_at_a_time(features: np.ndarray, ks, n_init: int) -> dict[int,
     return result
 
 
+def stage_times(pipeline, images: list[np.ndarray], grabcut) -> None:
+    """Each stage of an image's own work after the forward pass (what a worker thread runs), with
+    BLAS at one thread as the workers hold it, beside GrabCut on the same images."""
+    import segtool.pipeline.segmenters as segmenters
+    from threadpoolctl import threadpool_limits
+
+    grids = pipeline.feature_grids(images)
+    spent: dict[str, float] = {}
+
+    def clocked(name: str, fn):
+        def run(*args, **kwargs):
+            t0 = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                spent[name] = spent.get(name, 0.0) + time.perf_counter() - t0
+        return run
+
+    pipeline.rbd_of = clocked("RBD saliency (SLIC, paths, solve)", pipeline.rbd_of)
+    pipeline.geodesic_of = clocked("geodesic cue", pipeline.geodesic_of)
+    pipeline.cluster = clocked("projection and K-means", pipeline.cluster)
+    pipeline.full_resolution_mask = clocked("upsampling, blend, clean-up", pipeline.full_resolution_mask)
+    select = segmenters.select_foreground
+    segmenters.select_foreground = clocked("cluster cues and scorer", select)
+    try:
+        with threadpool_limits(limits=1, user_api="blas"):
+            t0 = time.perf_counter()
+            for image, grid in zip(images, grids):
+                pipeline.finish(image, grid, time.perf_counter())
+            whole = time.perf_counter() - t0
+            t_gc = timed(lambda: [grabcut.segment(image) for image in images])
+    finally:
+        segmenters.select_foreground = select
+        for name in ("rbd_of", "geodesic_of", "cluster", "full_resolution_mask"):
+            del pipeline.__dict__[name]
+    n = len(images)
+    print(f"an image's own work after encoding, one thread: {1000 * whole / n:6.1f} ms/image "
+          f"({whole / t_gc:.2f} x GrabCut's {1000 * t_gc / n:.1f} ms/image, same run)")
+    for name, seconds in spent.items():
+        print(f"  {name:36s} {1000 * seconds / n:6.1f} ms/image  ({seconds / t_gc:.2f} x GrabCut)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default=None)
@@ -122,6 +164,7 @@ def main() -> None:
     print(f"default pipeline (encode + K-means at k = {ks} + cluster scorer): {1000 * t_pipe / n:6.1f} ms/image")
     print(f"  of which after encoding: {1000 * (t_pipe - t_batched) / n:6.1f} ms/image; label-free rule with "
           f"GrabCut (k = 2, 3, 4): {1000 * t_free / n:6.1f} ms/image; GrabCut baseline: {1000 * t_gc / n:6.1f} ms/image")
+    stage_times(pipeline, images, grabcut)
 
 if __name__ == "__main__":
     main()
