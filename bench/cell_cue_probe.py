@@ -23,7 +23,15 @@ scorer already has. Cues:
   vignetted skin) reads as background even when it is central and touches no border;
 - geodesic_colour: the same on the cells' Lab colour alone;
 - geodesic_colour16: the same on a grid of half the cells a side, repeated over the full grid
-  (segtool.pipeline.foreground.geodesic_cue: the cluster scorer's eleventh cue).
+  (segtool.pipeline.foreground.geodesic_cue: the cluster scorer's eleventh cue);
+- barrier_colour, barrier_colour16: the minimum barrier distance of the cell from the border
+  (Strand et al. 2013; Zhang et al.'s MB+ saliency, ICCV 2015) on the cells' Lab colour, 32 x 32
+  and 16 x 16: of all paths from the border to the cell, the one whose colour range (highest
+  minus lowest, per channel, summed) is smallest, as a share of the image's largest. Unlike the
+  geodesic distance, a long smooth gradient does not add up: what counts is the widest step
+  of colour the path must climb, so a large object walled off by one clear outline reads as
+  far from the border however much of the frame it fills.
+`--cues` limits the run to some of them (the reference cues always run).
 """
 
 from __future__ import annotations
@@ -38,9 +46,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from feature_maps import SUBSETS, in_subset  # noqa: E402
 
-CUES = ("centre", "saliency", "sharpness", "code_l0", "code_l1", "geodesic_codes", "geodesic_colour", "geodesic_colour16")
+CUES = ("centre", "saliency", "sharpness", "code_l0", "code_l1", "geodesic_codes", "geodesic_colour", "geodesic_colour16",
+        "barrier_colour", "barrier_colour16")
 REFERENCE = ("centre", "saliency")  # what the scorer already weighs, roughly
-ABSOLUTE = REFERENCE + ("geodesic_codes", "geodesic_colour", "geodesic_colour16")  # on a fixed scale already: used as they are
+ABSOLUTE = REFERENCE + ("geodesic_codes", "geodesic_colour", "geodesic_colour16", "barrier_colour", "barrier_colour16")  # on a fixed scale already: used as they are
 
 
 def auc(values: np.ndarray, positive: np.ndarray) -> float | None:
@@ -55,7 +64,45 @@ def auc(values: np.ndarray, positive: np.ndarray) -> float | None:
     return float((ranks[positive].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
 
 
-def cell_cues(image: np.ndarray, codes: np.ndarray, rbd, features: np.ndarray) -> dict[str, np.ndarray]:
+def barrier_from_border(grid: np.ndarray, max_rounds: int = 30) -> np.ndarray:
+    """Minimum barrier distance [h, w] of each cell of a grid [h, w, C] from the grid's border
+    cells: per channel, the smallest (max - min) of the values along any 4-connected path from
+    the border, summed over channels; by raster sweeps in the four directions until nothing moves
+    (the approximation of Strand et al.: a path is kept by its own range, not re-chosen for the
+    ranges it may lead to), then divided by the image's largest."""
+    h, w, c = grid.shape
+    values = grid.astype(np.float64)
+    border = np.zeros((h, w), bool)
+    border[0], border[-1], border[:, 0], border[:, -1] = True, True, True, True
+    high, low = values.copy(), values.copy()
+    distance = np.where(border[..., None], 0.0, np.inf) * np.ones(c)
+
+    def relax(target, source):  # (row or column slices) the target cells through the source cells
+        new_high = np.maximum(high[source], values[target])
+        new_low = np.minimum(low[source], values[target])
+        better = new_high - new_low < distance[target]
+        distance[target] = np.where(better, new_high - new_low, distance[target])
+        high[target] = np.where(better, new_high, high[target])
+        low[target] = np.where(better, new_low, low[target])
+
+    for _ in range(max_rounds):
+        before = distance.copy()
+        for x in range(1, w):
+            relax(np.s_[:, x], np.s_[:, x - 1])
+        for x in range(w - 2, -1, -1):
+            relax(np.s_[:, x], np.s_[:, x + 1])
+        for y in range(1, h):
+            relax(np.s_[y], np.s_[y - 1])
+        for y in range(h - 2, -1, -1):
+            relax(np.s_[y], np.s_[y + 1])
+        if np.array_equal(before, distance):
+            break
+    total = distance.sum(axis=-1)
+    return total / total.max() if total.max() > 0 else total
+
+
+def cell_cues(image: np.ndarray, codes: np.ndarray, rbd, features: np.ndarray,
+              wanted: tuple[str, ...] = CUES) -> dict[str, np.ndarray]:
     """The cues of every cell; `features` is the pipeline's feature grid of the image (codes and colour)."""
     import cv2
 
@@ -69,14 +116,18 @@ def cell_cues(image: np.ndarray, codes: np.ndarray, rbd, features: np.ndarray) -
     lap = np.abs(cv2.Laplacian(grey, cv2.CV_32F, ksize=3))
     rows, cols = np.mgrid[0:h, 0:w]
     centre = 1 - np.hypot((rows + 0.5 - h / 2) / (h / 2), (cols + 0.5 - w / 2) / (w / 2))
-    return {"centre": centre,
-            "saliency": saliency_cue_grid(rbd, h, w),
-            "sharpness": cv2.resize(lap, (w, h), interpolation=cv2.INTER_AREA),
-            "code_l0": (codes != 0).sum(axis=-1).astype(np.float64),
-            "code_l1": np.abs(codes).sum(axis=-1),
-            "geodesic_codes": 1 - geodesic_background_probability(features),
-            "geodesic_colour": 1 - geodesic_background_probability(standardise(colour_grid(image, (h, w)))),
-            "geodesic_colour16": geodesic_objectness_grid(image, h, w)}
+    makers = {"centre": lambda: centre,
+              "saliency": lambda: saliency_cue_grid(rbd, h, w),
+              "sharpness": lambda: cv2.resize(lap, (w, h), interpolation=cv2.INTER_AREA),
+              "code_l0": lambda: (codes != 0).sum(axis=-1).astype(np.float64),
+              "code_l1": lambda: np.abs(codes).sum(axis=-1),
+              "geodesic_codes": lambda: 1 - geodesic_background_probability(features),
+              "geodesic_colour": lambda: 1 - geodesic_background_probability(standardise(colour_grid(image, (h, w)))),
+              "geodesic_colour16": lambda: geodesic_objectness_grid(image, h, w),
+              "barrier_colour": lambda: barrier_from_border(colour_grid(image, (h, w))),
+              "barrier_colour16": lambda: cv2.resize(barrier_from_border(colour_grid(image, (h // 2, w // 2))).astype(np.float32),
+                                                     (w, h), interpolation=cv2.INTER_NEAREST)}
+    return {name: makers[name]() for name in wanted}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -84,7 +135,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("datasets", nargs="+", help="folder:PATH of each labelled set")
     parser.add_argument("--images", default="selection", choices=SUBSETS)
     parser.add_argument("--limit", type=int, default=None, help="at most this many images per set")
+    parser.add_argument("--cues", default=",".join(CUES), help=f"comma-separated, of: {', '.join(CUES)}")
     args = parser.parse_args(argv)
+    asked = [c.strip() for c in args.cues.split(",") if c.strip()]
+    unknown = [c for c in asked if c not in CUES]
+    if unknown:
+        parser.error(f"unknown cue(s) {', '.join(unknown)}; choose from {', '.join(CUES)}")
+    cues = REFERENCE + tuple(c for c in CUES if c in asked and c not in REFERENCE)
 
     import cv2
 
@@ -99,11 +156,11 @@ def main(argv: list[str] | None = None) -> None:
     pooled: dict[str, tuple[list, list]] = {}
     print(f"per-image ROC AUC of each cell cue for object against background cells ({args.images} images): "
           "mean, and the share of images above 1/2")
-    print(f"  {'set':22s} " + "  ".join(f"{c:>15s}" for c in CUES))
+    print(f"  {'set':22s} " + "  ".join(f"{c:>15s}" for c in cues))
     for spec in args.datasets:
         reader = open_dataset(spec)
         samples = [s for i, s in enumerate(reader.samples()) if in_subset(i, args.images)][:args.limit]
-        aucs: dict[str, list[float]] = {c: [] for c in CUES}
+        aucs: dict[str, list[float]] = {c: [] for c in cues}
         pooled[reader.name] = ([], [])
         for start in range(0, len(samples), 32):
             crops = [iem_crop(*reader.load(s), 128, "bilinear") for s in samples[start:start + 32]]
@@ -111,13 +168,13 @@ def main(argv: list[str] | None = None) -> None:
             for (image, truth), z in zip(crops, codes):
                 h, w = z.shape[:2]
                 positive = cv2.resize(truth.astype(np.float32), (w, h), interpolation=cv2.INTER_AREA).ravel() > 0.5
-                grids = cell_cues(image, z, rbd_on_work_copy(image), pipeline.features_from_codes(image, z))
+                grids = cell_cues(image, z, rbd_on_work_copy(image), pipeline.features_from_codes(image, z), cues)
                 for name, grid in grids.items():
                     value = auc(np.asarray(grid, np.float64).ravel(), positive)
                     if value is not None:
                         aucs[name].append(value)
                 pooled[reader.name][0].append(np.stack([relative(grids[c]) if c not in ABSOLUTE else grids[c].ravel()
-                                                        for c in CUES], axis=1))
+                                                        for c in cues], axis=1))
                 pooled[reader.name][1].append(positive)
             print(f"  {reader.name}: {start + len(crops)}/{len(samples)}", end="\r", file=sys.stderr)
         print(file=sys.stderr)
@@ -125,16 +182,16 @@ def main(argv: list[str] | None = None) -> None:
         print(f"  {reader.name:22s} " + "  ".join(f"{c:>15s}" for c in cells))
 
     if len(pooled) > 1:
-        leave_one_kind_out(pooled)
+        leave_one_kind_out(pooled, cues)
 
 
-def leave_one_kind_out(pooled: dict[str, tuple[list, list]]) -> None:
+def leave_one_kind_out(pooled: dict[str, tuple[list, list]], cues: tuple[str, ...] = CUES) -> None:
     from sklearn.linear_model import LogisticRegression
     from sklearn.metrics import roc_auc_score
 
     data = {name: (np.concatenate(x), np.concatenate(y)) for name, (x, y) in pooled.items()}
-    reference = [CUES.index(c) for c in REFERENCE]
-    extras = [c for c in CUES if c not in REFERENCE]
+    reference = [cues.index(c) for c in REFERENCE]
+    extras = [c for c in cues if c not in REFERENCE]
     print("pooled cell AUC, fit without the set (logistic regression): reference cues, then the gain of each added cue")
     print(f"  {'set':22s} {'reference':>10s} " + " ".join(f"{'+' + c:>11s}" for c in extras))
     for name in data:
@@ -148,7 +205,7 @@ def leave_one_kind_out(pooled: dict[str, tuple[list, list]]) -> None:
             return roc_auc_score(test_y, model.decision_function((test_x[:, columns] - mean) / scale))
 
         base = score(reference)
-        gains = [score(reference + [CUES.index(c)]) - base for c in extras]
+        gains = [score(reference + [cues.index(c)]) - base for c in extras]
         print(f"  {name:22s} {base:10.3f} " + " ".join(f"{g:+11.3f}" for g in gains))
 
 
