@@ -378,3 +378,29 @@ def test_kmeans_with_fewer_distinct_points_than_k_relocates_empty_clusters():
     assert len(np.unique(labels)) in (3, 4)
     for c in np.unique(labels):
         assert len(np.unique(x[labels == c], axis=0)) == 1
+
+
+def test_a_soft_vote_averages_each_cells_cluster_probability_and_a_hard_one_the_choices():
+    from segtool.pipeline.registry import build_segmenter, parse_method
+    from segtool.pipeline.saliency import cue_work_copy
+
+    rng = np.random.default_rng(3)
+    image = np.clip(120 + rng.normal(0, 8, (96, 96, 3)), 0, 255).astype(np.uint8)
+    image[30:66, 28:70] = (210, 70, 40)
+    votes = {}
+    for vote in ("hard", "soft"):
+        segmenter = build_segmenter(parse_method(f"colour-pipeline[vote={vote}]"))
+        features = segmenter.feature_grids([image])[0]
+        copy = cue_work_copy(image)
+        labels, choices, votes[vote] = segmenter.vote(features, segmenter.rbd_of(image, copy),
+                                                      segmenter.geodesic_of(image, features.shape[:2], copy))
+    hard = np.mean([choices[k].mask for k in labels], axis=0)
+    soft = np.mean([np.vectorize(lambda c, k=k: 1 - choices[k].cluster_scores[c])(labels[k]) for k in labels], axis=0)
+    assert np.array_equal(votes["hard"], hard) and np.allclose(votes["soft"], soft)
+    assert 0 <= votes["soft"].min() and votes["soft"].max() <= 1 and len(np.unique(votes["soft"])) > len(labels) + 1
+    assert votes["soft"][16, 16] > 0.5 > votes["soft"][1, 1]  # on the 32 x 32 grid: the block leans object, the ground not
+    # A rule with no probabilities votes hard whatever is asked.
+    simple = build_segmenter(parse_method("colour-pipeline[rule=simple,vote=soft]"))
+    grid = simple.feature_grids([image])[0]
+    labels, choices, plain = simple.vote(grid)
+    assert np.array_equal(plain, np.mean([choices[k].mask for k in labels], axis=0))

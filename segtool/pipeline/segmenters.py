@@ -147,8 +147,8 @@ class GridClusterSegmenter(Segmenter):
 
     def vote(self, features: np.ndarray, rbd=None, geodesic=None) -> tuple[dict, dict, np.ndarray]:
         """The clusterings of a feature grid (per k), the foreground choice of each, and the grid of
-        votes: the fraction of clusterings that call each cell foreground (0 or 1 with one k).
-        `rbd` (rbd_of the image) is needed when the scorer weighs saliency, `geodesic` (geodesic_of
+        votes: the fraction of clusterings that call each cell foreground (0 or 1 with one k; with
+        vote="soft", the mean P(object) of the cell's clusters). `rbd` (rbd_of the image) is needed when the scorer weighs saliency, `geodesic` (geodesic_of
         the image) when it weighs the geodesic cue."""
         all_labels = self.cluster(self.with_position(features))
         scorer = self.cfg.scorer or self.name
@@ -165,6 +165,10 @@ class GridClusterSegmenter(Segmenter):
                                         sigma=self.cfg.geodesic_sigma, scorer=scorer, saliency=saliency,
                                         geodesic=geodesic)
                    for k, labels in all_labels.items()}
+        if self.cfg.vote == "soft" and self.cfg.rule == "scored":  # each cell: its cluster's P(object)
+            probabilities = [1.0 - np.vectorize(choices[k].cluster_scores.__getitem__, otypes=[float])(labels)
+                             for k, labels in all_labels.items()]
+            return all_labels, choices, np.mean(probabilities, axis=0)
         return all_labels, choices, np.mean([c.mask for c in choices.values()], axis=0)
 
     def finish(self, image: np.ndarray, features: np.ndarray, started: float) -> SegmentResult:
