@@ -31,7 +31,12 @@ scorer already has. Cues:
   geodesic distance, a long smooth gradient does not add up: what counts is the widest step
   of colour the path must climb, so a large object walled off by one clear outline reads as
   far from the border however much of the frame it fills.
-`--cues` limits the run to some of them (the reference cues always run).
+- geodesic_lab16_u3, _u6, _u10: the eleventh cue's computation on the 16 x 16 grid's raw Lab colour,
+  steps in fixed units of 3, 6 or 10 Lab units (less half a unit as texture) instead of the
+  image's median step: a sky that shades smoothly across the frame, whose many small steps are
+  each larger than the image's tiny median step, is then one region again.
+`--cues` limits the run to some of them (the reference cues always run); `--reference` names the
+cues the others must add to (default: centre and saliency).
 """
 
 from __future__ import annotations
@@ -47,9 +52,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from feature_maps import SUBSETS, in_subset  # noqa: E402
 
 CUES = ("centre", "saliency", "sharpness", "code_l0", "code_l1", "geodesic_codes", "geodesic_colour", "geodesic_colour16",
-        "barrier_colour", "barrier_colour16")
+        "barrier_colour", "barrier_colour16", "geodesic_lab16_u3", "geodesic_lab16_u6", "geodesic_lab16_u10")
 REFERENCE = ("centre", "saliency")  # what the scorer already weighs, roughly
-ABSOLUTE = REFERENCE + ("geodesic_codes", "geodesic_colour", "geodesic_colour16", "barrier_colour", "barrier_colour16")  # on a fixed scale already: used as they are
+ABSOLUTE = ("centre", "saliency", "geodesic_codes", "geodesic_colour", "geodesic_colour16", "barrier_colour",
+            "barrier_colour16", "geodesic_lab16_u3", "geodesic_lab16_u6", "geodesic_lab16_u10")  # on a fixed scale already: used as they are
 
 
 def auc(values: np.ndarray, positive: np.ndarray) -> float | None:
@@ -101,6 +107,21 @@ def barrier_from_border(grid: np.ndarray, max_rounds: int = 30) -> np.ndarray:
     return total / total.max() if total.max() > 0 else total
 
 
+def geodesic_fixed_unit(image: np.ndarray, h: int, w: int, unit: float) -> np.ndarray:
+    """1 - the geodesic background probability on a grid of half the cells a side of raw mean Lab
+    colour, steps in units of `unit` Lab units less half a unit, repeated over the h x w grid."""
+    import cv2
+
+    from segtool.pipeline.features import colour_grid
+    from segtool.pipeline.foreground.geodesic_cue import TEXTURE, all_pairs_along_steps, background_probability_from_distances
+
+    lab = colour_grid(image, (h // 2, w // 2)).astype(np.float64)
+    across = np.maximum(np.linalg.norm(lab[:, 1:] - lab[:, :-1], axis=-1) / unit - TEXTURE, 0.0)
+    down = np.maximum(np.linalg.norm(lab[1:] - lab[:-1], axis=-1) / unit - TEXTURE, 0.0)
+    objectness = 1 - background_probability_from_distances(all_pairs_along_steps(across, down), h // 2, w // 2)
+    return cv2.resize(objectness.astype(np.float32), (w, h), interpolation=cv2.INTER_NEAREST)
+
+
 def cell_cues(image: np.ndarray, codes: np.ndarray, rbd, features: np.ndarray,
               wanted: tuple[str, ...] = CUES) -> dict[str, np.ndarray]:
     """The cues of every cell; `features` is the pipeline's feature grid of the image (codes and colour)."""
@@ -126,7 +147,8 @@ def cell_cues(image: np.ndarray, codes: np.ndarray, rbd, features: np.ndarray,
               "geodesic_colour16": lambda: geodesic_objectness_grid(image, h, w),
               "barrier_colour": lambda: barrier_from_border(colour_grid(image, (h, w))),
               "barrier_colour16": lambda: cv2.resize(barrier_from_border(colour_grid(image, (h // 2, w // 2))).astype(np.float32),
-                                                     (w, h), interpolation=cv2.INTER_NEAREST)}
+                                                     (w, h), interpolation=cv2.INTER_NEAREST),
+              **{f"geodesic_lab16_u{u}": (lambda u=u: geodesic_fixed_unit(image, h, w, u)) for u in (3, 6, 10)}}
     return {name: makers[name]() for name in wanted}
 
 
@@ -136,12 +158,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--images", default="selection", choices=SUBSETS)
     parser.add_argument("--limit", type=int, default=None, help="at most this many images per set")
     parser.add_argument("--cues", default=",".join(CUES), help=f"comma-separated, of: {', '.join(CUES)}")
+    parser.add_argument("--reference", default=",".join(REFERENCE), help="the cues every other must add to")
     args = parser.parse_args(argv)
     asked = [c.strip() for c in args.cues.split(",") if c.strip()]
-    unknown = [c for c in asked if c not in CUES]
+    reference = tuple(c.strip() for c in args.reference.split(",") if c.strip())
+    unknown = [c for c in asked + list(reference) if c not in CUES]
     if unknown:
         parser.error(f"unknown cue(s) {', '.join(unknown)}; choose from {', '.join(CUES)}")
-    cues = REFERENCE + tuple(c for c in CUES if c in asked and c not in REFERENCE)
+    cues = reference + tuple(c for c in CUES if c in asked and c not in reference)
 
     import cv2
 
@@ -182,17 +206,19 @@ def main(argv: list[str] | None = None) -> None:
         print(f"  {reader.name:22s} " + "  ".join(f"{c:>15s}" for c in cells))
 
     if len(pooled) > 1:
-        leave_one_kind_out(pooled, cues)
+        leave_one_kind_out(pooled, cues, reference)
 
 
-def leave_one_kind_out(pooled: dict[str, tuple[list, list]], cues: tuple[str, ...] = CUES) -> None:
+def leave_one_kind_out(pooled: dict[str, tuple[list, list]], cues: tuple[str, ...] = CUES,
+                       reference_cues: tuple[str, ...] = REFERENCE) -> None:
     from sklearn.linear_model import LogisticRegression
     from sklearn.metrics import roc_auc_score
 
     data = {name: (np.concatenate(x), np.concatenate(y)) for name, (x, y) in pooled.items()}
-    reference = [cues.index(c) for c in REFERENCE]
-    extras = [c for c in cues if c not in REFERENCE]
-    print("pooled cell AUC, fit without the set (logistic regression): reference cues, then the gain of each added cue")
+    reference = [cues.index(c) for c in reference_cues]
+    extras = [c for c in cues if c not in reference_cues]
+    print(f"pooled cell AUC, fit without the set (logistic regression): the reference cues ({', '.join(reference_cues)}), "
+          "then the gain of each added cue")
     print(f"  {'set':22s} {'reference':>10s} " + " ".join(f"{'+' + c:>11s}" for c in extras))
     for name in data:
         train_x = np.concatenate([x for other, (x, _) in data.items() if other != name])

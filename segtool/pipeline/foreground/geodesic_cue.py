@@ -55,7 +55,14 @@ def all_pairs_geodesic(features: np.ndarray, texture: float = TEXTURE) -> np.nda
     other relaxation order. In numpy because importing scipy.sparse.csgraph costs more than the
     computation on a 16 x 16 grid, and segmenting a photo from the command line imports no scipy."""
     h, w = features.shape[:2]
-    across, down = (step.astype(np.float32)[:, :, None] for step in _steps(features.reshape(h, w, -1), texture))
+    return all_pairs_along_steps(*_steps(features.reshape(h, w, -1), texture))
+
+
+def all_pairs_along_steps(across: np.ndarray, down: np.ndarray) -> np.ndarray:
+    """All-pairs shortest paths [n, n] over an h x w grid whose edge costs are `across` [h, w-1]
+    and `down` [h-1, w] (see all_pairs_geodesic)."""
+    h, w = across.shape[0], across.shape[1] + 1
+    across, down = (step.astype(np.float32)[:, :, None] for step in (across, down))
     n = h * w
     # [row, column, source]: a column or a row of the grid is then one block of memory per step.
     # float32: half the memory traffic of float64, and distances of a few units need no more.
