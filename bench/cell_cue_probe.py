@@ -35,6 +35,9 @@ scorer already has. Cues:
   steps in fixed units of 3, 6 or 10 Lab units (less half a unit as texture) instead of the
   image's median step: a sky that shades smoothly across the frame, whose many small steps are
   each larger than the image's tiny median step, is then one region again.
+- geodesic16_t0.25, _t1, _s1, _s4, geodesic12, geodesic24 and the pairs geodesic16_tT_sS: the
+  eleventh cue with another texture allowance (0 to 1 median step, against 0.5), geodesic scale
+  (1 to 4, against 2) or grid (12 x 12 or 24 x 24 for the 32 x 32 codes, against 16 x 16).
 `--cues` limits the run to some of them (the reference cues always run); `--reference` names the
 cues the others must add to (default: centre and saliency).
 """
@@ -53,9 +56,15 @@ from feature_maps import SUBSETS, in_subset  # noqa: E402
 
 CUES = ("centre", "saliency", "sharpness", "code_l0", "code_l1", "geodesic_codes", "geodesic_colour", "geodesic_colour16",
         "barrier_colour", "barrier_colour16", "geodesic_lab16_u3", "geodesic_lab16_u6", "geodesic_lab16_u10")
+# The eleventh cue's variants: name -> (grid side, texture allowance, geodesic scale).
+VARIANTS = {"geodesic16_t0.25": (16, 0.25, 2.0), "geodesic16_t1": (16, 1.0, 2.0), "geodesic16_s1": (16, 0.5, 1.0),
+            "geodesic16_s4": (16, 0.5, 4.0), "geodesic12": (12, 0.5, 2.0), "geodesic24": (24, 0.5, 2.0),
+            "geodesic16_t0.25_s1": (16, 0.25, 1.0), "geodesic16_t0.25_s1.5": (16, 0.25, 1.5),
+            "geodesic16_t0_s2": (16, 0.0, 2.0), "geodesic16_s1.5": (16, 0.5, 1.5)}
+CUES += tuple(VARIANTS)
 REFERENCE = ("centre", "saliency")  # what the scorer already weighs, roughly
 ABSOLUTE = ("centre", "saliency", "geodesic_codes", "geodesic_colour", "geodesic_colour16", "barrier_colour",
-            "barrier_colour16", "geodesic_lab16_u3", "geodesic_lab16_u6", "geodesic_lab16_u10")  # on a fixed scale already: used as they are
+            "barrier_colour16", "geodesic_lab16_u3", "geodesic_lab16_u6", "geodesic_lab16_u10", *VARIANTS)  # on a fixed scale already: used as they are
 
 
 def auc(values: np.ndarray, positive: np.ndarray) -> float | None:
@@ -122,6 +131,18 @@ def geodesic_fixed_unit(image: np.ndarray, h: int, w: int, unit: float) -> np.nd
     return cv2.resize(objectness.astype(np.float32), (w, h), interpolation=cv2.INTER_NEAREST)
 
 
+def geodesic_variant(image: np.ndarray, h: int, w: int, side: int, texture: float, sigma: float) -> np.ndarray:
+    """The eleventh cue on a side x side grid with its texture allowance and geodesic scale, on the h x w grid."""
+    import cv2
+
+    from segtool.pipeline.features import colour_grid, standardise
+    from segtool.pipeline.foreground.geodesic_cue import geodesic_background_probability
+
+    objectness = 1 - geodesic_background_probability(standardise(colour_grid(image, (side, side))), sigma=sigma,
+                                                     texture=texture)
+    return cv2.resize(objectness.astype(np.float32), (w, h), interpolation=cv2.INTER_NEAREST)
+
+
 def cell_cues(image: np.ndarray, codes: np.ndarray, rbd, features: np.ndarray,
               wanted: tuple[str, ...] = CUES) -> dict[str, np.ndarray]:
     """The cues of every cell; `features` is the pipeline's feature grid of the image (codes and colour)."""
@@ -148,7 +169,8 @@ def cell_cues(image: np.ndarray, codes: np.ndarray, rbd, features: np.ndarray,
               "barrier_colour": lambda: barrier_from_border(colour_grid(image, (h, w))),
               "barrier_colour16": lambda: cv2.resize(barrier_from_border(colour_grid(image, (h // 2, w // 2))).astype(np.float32),
                                                      (w, h), interpolation=cv2.INTER_NEAREST),
-              **{f"geodesic_lab16_u{u}": (lambda u=u: geodesic_fixed_unit(image, h, w, u)) for u in (3, 6, 10)}}
+              **{f"geodesic_lab16_u{u}": (lambda u=u: geodesic_fixed_unit(image, h, w, u)) for u in (3, 6, 10)},
+              **{name: (lambda v=v: geodesic_variant(image, h, w, *v)) for name, v in VARIANTS.items()}}
     return {name: makers[name]() for name in wanted}
 
 

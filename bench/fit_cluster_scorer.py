@@ -36,7 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
-ROWS_VERSION = "nine cues + saliency + geodesic of the cue copy"
+ROWS_VERSION = "nine cues + saliency + geodesic (sigma 1.5) of the cue copy"
 
 
 def clusterings_with_cues(segmenter, image: np.ndarray, features: np.ndarray, ks,

@@ -45,7 +45,8 @@ def test_a_walled_off_disc_is_object_and_its_surround_background():
     features = np.random.default_rng(0).normal(0, 0.05, (16, 16, 3))
     features[disc] += 3.0
     background = geodesic_background_probability(features)
-    assert background[disc].max() < 0.2 and background[~disc].mean() > 0.8 and background[~disc].min() > 0.5
+    assert background[disc].max() < 0.2 and background[~disc].mean() > 0.7
+    assert background[~disc].min() > background[disc].max() + 0.1  # every surround cell reads more background
 
 
 def test_a_central_patch_reached_by_a_smooth_gradient_is_background():
