@@ -37,7 +37,8 @@ scorer already has. Cues:
   each larger than the image's tiny median step, is then one region again.
 - geodesic16_t0.25, _t1, _s1, _s4, geodesic12, geodesic24 and the pairs geodesic16_tT_sS: the
   eleventh cue with another texture allowance (0 to 1 median step, against 0.5), geodesic scale
-  (1 to 4, against 2) or grid (12 x 12 or 24 x 24 for the 32 x 32 codes, against 16 x 16).
+  (1 to 4) or grid (12 x 12 or 24 x 24 for the 32 x 32 codes, against 16 x 16); geodesic16_s2 is
+  the cue as it was first shipped, at scale 2 (the variants other than _sS keep scale 2).
 `--cues` limits the run to some of them (the reference cues always run); `--reference` names the
 cues the others must add to (default: centre and saliency).
 """
@@ -60,7 +61,7 @@ CUES = ("centre", "saliency", "sharpness", "code_l0", "code_l1", "geodesic_codes
 VARIANTS = {"geodesic16_t0.25": (16, 0.25, 2.0), "geodesic16_t1": (16, 1.0, 2.0), "geodesic16_s1": (16, 0.5, 1.0),
             "geodesic16_s4": (16, 0.5, 4.0), "geodesic12": (12, 0.5, 2.0), "geodesic24": (24, 0.5, 2.0),
             "geodesic16_t0.25_s1": (16, 0.25, 1.0), "geodesic16_t0.25_s1.5": (16, 0.25, 1.5),
-            "geodesic16_t0_s2": (16, 0.0, 2.0), "geodesic16_s1.5": (16, 0.5, 1.5)}
+            "geodesic16_t0_s2": (16, 0.0, 2.0), "geodesic16_s1.5": (16, 0.5, 1.5), "geodesic16_s2": (16, 0.5, 2.0)}
 CUES += tuple(VARIANTS)
 REFERENCE = ("centre", "saliency")  # what the scorer already weighs, roughly
 ABSOLUTE = ("centre", "saliency", "geodesic_codes", "geodesic_colour", "geodesic_colour16", "barrier_colour",
