@@ -148,8 +148,9 @@ class GridClusterSegmenter(Segmenter):
     def vote(self, features: np.ndarray, rbd=None, geodesic=None) -> tuple[dict, dict, np.ndarray]:
         """The clusterings of a feature grid (per k), the foreground choice of each, and the grid of
         votes: the fraction of clusterings that call each cell foreground (0 or 1 with one k; with
-        vote="soft", the mean P(object) of the cell's clusters). `rbd` (rbd_of the image) is needed when the scorer weighs saliency, `geodesic` (geodesic_of
-        the image) when it weighs the geodesic cue."""
+        vote="soft", the mean P(object) of the cell's clusters). `rbd` (rbd_of the image) is needed
+        when the scorer weighs saliency, `geodesic` (geodesic_of the image) when it weighs the
+        geodesic cue."""
         all_labels = self.cluster(self.with_position(features))
         scorer = self.cfg.scorer or self.name
         saliency = None
