@@ -481,3 +481,43 @@ def test_choose_method_picks_across_sets_on_the_selection_subset_and_leaves_each
     missing = subprocess.run([sys.executable, str(ROOT / "bench" / "choose_method.py"), str(path), "--incumbent", "nope"],
                              capture_output=True, text=True, env=subprocess_env(), timeout=120)
     assert missing.returncode != 0 and "not among the run's methods" in missing.stderr
+
+
+def test_the_barrier_cue_marks_a_walled_off_block_and_not_a_smooth_gradient():
+    """bench/cell_cue_probe.py's minimum barrier distance from the border: 0 on the border, high
+    on a block one clear step of colour away from everything around it, low along a gradient that
+    shades smoothly across the frame (each path from the border climbs only a little)."""
+    import sys
+
+    from conftest import ROOT
+
+    sys.path.insert(0, str(ROOT / "bench"))
+    from cell_cue_probe import barrier_from_border
+
+    grid = np.zeros((16, 16, 3))
+    grid[:, :, 0] = np.linspace(0, 50, 16)[None, :]  # a horizontal gradient: each column reaches the top border level
+    grid[6:10, 6:10] += (0, 60, 0)                      # a block behind one step of 60
+    barrier = barrier_from_border(grid)
+    assert barrier.shape == (16, 16) and barrier.max() == 1.0
+    assert np.all(barrier[0] == 0) and np.all(barrier[:, 0] == 0)
+    assert barrier[6:10, 6:10].min() > 0.9 and np.delete(barrier.ravel(), np.ravel_multi_index(
+        np.mgrid[6:10, 6:10].reshape(2, -1), (16, 16))).max() < 0.1
+
+
+def test_side_flip_learns_which_masks_are_on_the_wrong_side():
+    """bench/side_flip.py's check: a logistic fit, each set weighing the same, that calls a mask
+    inverted where a feature says so, and not where only noise differs."""
+    import sys
+
+    from conftest import ROOT
+
+    sys.path.insert(0, str(ROOT / "bench"))
+    from side_flip import fitted_check
+
+    rng = np.random.default_rng(0)
+    names = np.array(["a"] * 300 + ["b"] * 60)
+    wrong = rng.random(360) < 0.3
+    features = np.stack([wrong * 2.0 + rng.normal(0, 0.5, 360), rng.normal(size=360)], axis=1)
+    check = fitted_check(names, features, wrong, np.ones(360, bool))
+    p = check(np.array([[2.0, 0.0], [0.0, 0.0], [0.0, 3.0]]))
+    assert p[0] > 0.9 and p[1] < 0.1 and p[2] < 0.2
