@@ -86,10 +86,11 @@ def barrier_from_border(grid: np.ndarray, max_rounds: int = 30) -> np.ndarray:
     the border, summed over channels; by raster sweeps in the four directions until nothing moves
     (the approximation of Strand et al.: a path is kept by its own range, not re-chosen for the
     ranges it may lead to), then divided by the image's largest."""
+    from segtool.pipeline.foreground.cues import border_cells
+
     h, w, c = grid.shape
     values = grid.astype(np.float64)
-    border = np.zeros((h, w), bool)
-    border[0], border[-1], border[:, 0], border[:, -1] = True, True, True, True
+    border = border_cells(h, w)
     high, low = values.copy(), values.copy()
     distance = np.where(border[..., None], 0.0, np.inf) * np.ones(c)
 
@@ -123,12 +124,12 @@ def geodesic_fixed_unit(image: np.ndarray, h: int, w: int, unit: float) -> np.nd
     import cv2
 
     from segtool.pipeline.features import colour_grid
-    from segtool.pipeline.foreground.geodesic_cue import TEXTURE, all_pairs_along_steps, background_probability_from_distances
+    from segtool.pipeline.foreground.geodesic_cue import (TEXTURE, _steps, all_pairs_along_steps,
+                                                          background_probability_from_distances)
 
-    lab = colour_grid(image, (h // 2, w // 2)).astype(np.float64)
-    across = np.maximum(np.linalg.norm(lab[:, 1:] - lab[:, :-1], axis=-1) / unit - TEXTURE, 0.0)
-    down = np.maximum(np.linalg.norm(lab[1:] - lab[:-1], axis=-1) / unit - TEXTURE, 0.0)
-    objectness = 1 - background_probability_from_distances(all_pairs_along_steps(across, down), h // 2, w // 2)
+    lab = colour_grid(image, (h // 2, w // 2))
+    objectness = 1 - background_probability_from_distances(all_pairs_along_steps(*_steps(lab, TEXTURE, unit)),
+                                                           h // 2, w // 2)
     return cv2.resize(objectness.astype(np.float32), (w, h), interpolation=cv2.INTER_NEAREST)
 
 

@@ -28,12 +28,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from feature_maps import in_subset  # noqa: E402
 
-FEATURES = ("foreground share", "border share", "centre minus rest", "saliency in minus out", "geodesic in minus out")
-
-
 def mask_features(image: np.ndarray, mask: np.ndarray) -> list[float]:
     import cv2
 
+    from segtool.pipeline.foreground.cues import border_cells
     from segtool.pipeline.foreground.geodesic_cue import geodesic_objectness_grid
     from segtool.pipeline.saliency import cue_work_copy, rbd
 
@@ -42,8 +40,7 @@ def mask_features(image: np.ndarray, mask: np.ndarray) -> list[float]:
     saliency = cv2.resize(rbd(copy).pixel_saliency().astype(np.float32), (w, h))
     geodesic = cv2.resize(geodesic_objectness_grid(copy, 16, 16).astype(np.float32), (w, h),
                           interpolation=cv2.INTER_NEAREST)
-    border = np.zeros((h, w), bool)
-    border[0], border[-1], border[:, 0], border[:, -1] = True, True, True, True
+    border = border_cells(h, w)
     rows, cols = np.mgrid[0:h, 0:w]
     centre = ((rows + 0.5 - h / 2) / (h / 2)) ** 2 + ((cols + 0.5 - w / 2) / (w / 2)) ** 2 <= 0.5
 

@@ -33,12 +33,14 @@ BNDCON_SIGMA = 1.0     # boundary connectivity -> background probability, as Zhu
 COARSENING = 2
 
 
-def _steps(features: np.ndarray, texture: float) -> tuple[np.ndarray, np.ndarray]:
-    """Edge weights of the 4-connected grid: across [h, w-1] and down [h-1, w], in median steps
-    less `texture`, floored at 0."""
+def _steps(features: np.ndarray, texture: float, unit: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Edge weights of the 4-connected grid: across [h, w-1] and down [h-1, w], in units of the
+    median step (or of `unit`, in the features' own units) less `texture`, floored at 0."""
     flat = features.astype(np.float64)
     across = np.linalg.norm(flat[:, 1:] - flat[:, :-1], axis=-1)
     down = np.linalg.norm(flat[1:, :] - flat[:-1, :], axis=-1)
+    if unit is not None:
+        return np.maximum(across / unit - texture, 0.0), np.maximum(down / unit - texture, 0.0)
     every = np.concatenate([across.ravel(), down.ravel()])
     unit = float(np.median(every)) if every.size else 0.0
     if unit <= 0:  # mostly flat (a graphic, a logo on a plain ground): any step is an outline
