@@ -167,6 +167,11 @@ class CodeFeatureSettings:
         +1.0 and +0.0 points, weight 1 by -0.6, +1.2 and +0.3 (docs/PIPELINE.md).
     texture_radius : int >= 1, default 2
         r of that neighbourhood, in cells.
+    colour_view : float in [0, 1], default 0
+        Share of the vote given to clusterings of the same grid on colour alone (the
+        colour-pipeline's features, clusterings and scorer): the vote is (1 - w) x the codes'
+        vote + w x colour's (0: codes only). Measured on the selection subsets and not taken: the
+        mix lies between the codes and colour-pipeline, never ahead of colour (docs/PIPELINE.md).
     """
 
     transform: str = "raw"
@@ -175,9 +180,11 @@ class CodeFeatureSettings:
     smooth: int = 0
     texture_weight: float = 0.0
     texture_radius: int = 2
+    colour_view: float = 0.0
 
     LIMITS = {"transform": OneOf(CODE_TRANSFORMS), "pca_dims": Whole(1, 4096), "colour_weight": Number(0, 1e6),
-              "smooth": Whole(0, 64), "texture_weight": Number(0, 1e6), "texture_radius": Whole(1, 64)}
+              "smooth": Whole(0, 64), "texture_weight": Number(0, 1e6), "texture_radius": Whole(1, 64),
+              "colour_view": Number(0, 1)}
 
     def __post_init__(self) -> None:
         check_dataclass(self, self.LIMITS)

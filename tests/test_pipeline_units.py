@@ -404,3 +404,29 @@ def test_a_soft_vote_averages_each_cells_cluster_probability_and_a_hard_one_the_
     grid = simple.feature_grids([image])[0]
     labels, choices, plain = simple.vote(grid)
     assert np.array_equal(plain, np.mean([choices[k].mask for k in labels], axis=0))
+
+
+def test_the_colour_view_mixes_the_codes_vote_with_the_colour_pipelines_on_the_same_grid():
+    from segtool.pipeline.registry import build_segmenter, parse_method
+    from segtool.pipeline.saliency import cue_work_copy
+    from segtool.pipeline.segmenters import SCVAESegmenter
+    from segtool.settings import CodeFeatureSettings
+
+    rng = np.random.default_rng(5)
+    image = np.clip(120 + rng.normal(0, 8, (96, 96, 3)), 0, 255).astype(np.uint8)
+    image[30:66, 28:70] = (210, 70, 40)
+    codes = rng.normal(size=(12, 12, 8)).astype(np.float32)  # codes that know nothing of the block
+    copy = cue_work_copy(image)
+    colour = build_segmenter(parse_method("colour-pipeline"))
+    rbd, geodesic = colour.rbd_of(image, copy), colour.geodesic_of(image, (12, 12), copy)
+    _, _, colour_votes = colour.vote(colour.colour_features(image, (12, 12)), rbd, geodesic)
+    votes = {}
+    for w in (0.0, 0.25, 1.0):
+        segmenter = SCVAESegmenter(None, features=CodeFeatureSettings(colour_view=w))
+        votes[w] = segmenter.votes_of(image, segmenter.features_from_codes(image, codes), rbd, geodesic)[2]
+    np.testing.assert_allclose(votes[1.0], colour_votes)
+    np.testing.assert_allclose(votes[0.25], 0.75 * votes[0.0] + 0.25 * colour_votes)
+    assert not np.allclose(votes[0.0], colour_votes)  # the two views do differ here
+    assert colour_votes[6, 6] > 0.5 > colour_votes[0, 0]  # colour finds the block
+    with pytest.raises(ValueError, match="colour_view"):
+        CodeFeatureSettings(colour_view=1.5)

@@ -145,14 +145,14 @@ class GridClusterSegmenter(Segmenter):
 
         return geodesic_objectness_grid(copy if copy is not None else cue_work_copy(image), *grid)
 
-    def vote(self, features: np.ndarray, rbd=None, geodesic=None) -> tuple[dict, dict, np.ndarray]:
+    def vote(self, features: np.ndarray, rbd=None, geodesic=None, scorer: str | None = None) -> tuple[dict, dict, np.ndarray]:
         """The clusterings of a feature grid (per k), the foreground choice of each, and the grid of
         votes: the fraction of clusterings that call each cell foreground (0 or 1 with one k; with
         vote="soft", the mean P(object) of the cell's clusters). `rbd` (rbd_of the image) is needed
         when the scorer weighs saliency, `geodesic` (geodesic_of the image) when it weighs the
-        geodesic cue."""
+        geodesic cue. `scorer`: another scorer than the segmenter's (for a second view's features)."""
         all_labels = self.cluster(self.with_position(features))
-        scorer = self.cfg.scorer or self.name
+        scorer = scorer or self.cfg.scorer or self.name
         saliency = None
         if self.scorer_uses_saliency:
             from segtool.pipeline.saliency import saliency_cue_grid
@@ -172,6 +172,10 @@ class GridClusterSegmenter(Segmenter):
             return all_labels, choices, np.mean(probabilities, axis=0)
         return all_labels, choices, np.mean([c.mask for c in choices.values()], axis=0)
 
+    def votes_of(self, image: np.ndarray, features: np.ndarray, rbd, geodesic) -> tuple[dict, dict, np.ndarray]:
+        """The vote of the image's feature grid (a subclass may add other views of the image)."""
+        return self.vote(features, rbd, geodesic)
+
     def finish(self, image: np.ndarray, features: np.ndarray, started: float) -> SegmentResult:
         copy = None
         if self.needs_rbd() or self.scorer_uses_geodesic:  # both pixel cues read one copy: made once
@@ -179,7 +183,7 @@ class GridClusterSegmenter(Segmenter):
 
             copy = cue_work_copy(image)
         rbd = self.rbd_of(image, copy) if self.needs_rbd() else None
-        all_labels, choices, votes = self.vote(features, rbd, self.geodesic_of(image, features.shape[:2], copy))
+        all_labels, choices, votes = self.votes_of(image, features, rbd, self.geodesic_of(image, features.shape[:2], copy))
         mask = self.full_resolution_mask(image, votes, rbd)
         # The cluster map shows the clustering at k (or the middle one of a consensus).
         shown = self.cfg.k if self.cfg.k in all_labels else sorted(all_labels)[len(all_labels) // 2]
@@ -286,6 +290,13 @@ class SCVAESegmenter(GridClusterSegmenter):
         super().__init__(settings)
         self.extractor = extractor
         self.code_cfg = features or CodeFeatureSettings()
+        if self.code_cfg.colour_view > 0 and self.cfg.rule == "scored":
+            from segtool.pipeline.foreground.scorer import load_scorer_cached
+
+            # The colour view's scorer may weigh cues the codes' scorer does not: compute them too.
+            colour_scorer = load_scorer_cached(PipelineColourSegmenter.name)
+            self.scorer_uses_saliency |= colour_scorer.uses_saliency
+            self.scorer_uses_geodesic |= colour_scorer.uses_geodesic
 
     def settings(self) -> dict:
         return {**asdict(self.cfg), **{f"codes_{k}": v for k, v in asdict(self.code_cfg).items()}}
@@ -314,6 +325,19 @@ class SCVAESegmenter(GridClusterSegmenter):
     def feature_grids(self, images: list[np.ndarray]) -> list[np.ndarray]:
         codes = self.extractor.extract(images)
         return [self.features_from_codes(image, z) for image, z in zip(images, codes)]
+
+    def colour_features(self, image: np.ndarray, grid: tuple[int, int]) -> np.ndarray:
+        """What the colour-pipeline clusters on this grid: standardised Lab standing in for the codes."""
+        return self.features_from_codes(image, standardise(colour_grid(image, grid)), transform="raw")
+
+    def votes_of(self, image: np.ndarray, features: np.ndarray, rbd, geodesic) -> tuple[dict, dict, np.ndarray]:
+        all_labels, choices, votes = self.vote(features, rbd, geodesic)
+        w = self.code_cfg.colour_view
+        if w > 0:  # the same vote on colour alone, scored by the colour pipeline's own scorer
+            colour = self.colour_features(image, features.shape[:2])
+            _, _, colour_votes = self.vote(colour, rbd, geodesic, scorer=PipelineColourSegmenter.name)
+            votes = (1 - w) * votes + w * colour_votes
+        return all_labels, choices, votes
 
 
 class PipelineColourSegmenter(SCVAESegmenter):
@@ -347,8 +371,7 @@ class PipelineColourSegmenter(SCVAESegmenter):
         grids = []
         for image in images:
             h, w = model_input_size(*image.shape[:2], side=self.input_side, multiple=self.factor)
-            colour = standardise(colour_grid(image, (h // self.factor, w // self.factor)))
-            grids.append(self.features_from_codes(image, colour, transform="raw"))
+            grids.append(self.colour_features(image, (h // self.factor, w // self.factor)))
         return grids
 
 
