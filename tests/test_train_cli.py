@@ -14,7 +14,7 @@ from segtool.training.recipe import available_recipes, load_recipe
 from conftest import tiny_config
 
 SHIPPED = ["small-cpu", "imagenet", "ffhq", "imagenet-d4", "imagenet-d6", "imagenet-d8", "default-cpu", "wide48-cpu",
-           "vsc-cpu", "vsc-imagenet"]
+           "photos-cpu", "vsc-cpu", "vsc-imagenet"]
 
 
 @pytest.fixture(autouse=True)
@@ -141,6 +141,16 @@ def test_imagefolder_recipe_without_data_root(capsys, tmp_path):
     assert code != 0
     assert "--data-root" in assert_one_line_error(err)
     assert not (tmp_path / "run").exists()  # nothing written for a run that never started
+
+
+def test_a_missing_init_from_is_refused_before_anything_is_written(capsys, tmp_path):
+    images = tmp_path / "images"
+    images.mkdir()
+    code, _, err = run(capsys, "photos-cpu", "--data-root", str(images), "--out", str(tmp_path / "run"),
+                       "--set", "train.init_from=no-such-model")
+    assert code != 0
+    assert "no-such-model" in assert_one_line_error(err)
+    assert not (tmp_path / "run").exists()
 
 
 def test_rerun_into_a_run_directory_needs_resume(capsys, tmp_path):

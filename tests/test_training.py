@@ -161,6 +161,45 @@ def test_resume_with_a_different_architecture_is_refused(tmp_path):
     assert "step-00000002" in str(info.value)
 
 
+def test_init_from_starts_a_fresh_run_from_another_models_weights(tmp_path):
+    first = Trainer(tiny_config(), train_config(max_steps=4), SyntheticImages(), tmp_path / "a").fit()
+    hooks = Recorder()
+    # One step at a learning rate too small to move the weights: they are the ones started from.
+    tuned = Trainer(tiny_config(), train_config(max_steps=1, lr=1e-8, init_from=str(first)), SyntheticImages(),
+                    tmp_path / "b", hooks=hooks).fit()
+    scratch = Trainer(tiny_config(), train_config(max_steps=1, lr=1e-8), SyntheticImages(), tmp_path / "c").fit()
+    assert hooks.start["start_step"] == 0 and hooks.start["resumed_from"] is None  # a fresh run, its own schedule
+    start, tuned_w, scratch_w = weights(first), weights(tuned), weights(scratch)
+    assert all(torch.allclose(start[k], tuned_w[k], atol=1e-5) for k in start)
+    assert not all(torch.allclose(start[k], scratch_w[k], atol=1e-5) for k in start)
+    with pytest.raises(CheckpointError, match="num_atoms 32 vs 48"):
+        Trainer(tiny_config(num_atoms=48), train_config(max_steps=1, init_from=str(first)), SyntheticImages(),
+                tmp_path / "d").fit()
+
+
+def test_extra_roots_add_training_images_and_validation_stays_the_roots_last(tmp_path):
+    import datasets
+    from PIL import Image
+
+    from segtool.training.data import load_image_sets
+    from segtool.training.dataconfig import DataConfig, TrainingDataError
+
+    for folder, names in (("main", ["a.png", "b.png", "c.png"]), ("more", ["x.png", "y.png"])):
+        (tmp_path / folder).mkdir()
+        for name in names:
+            Image.new("RGB", (8, 8), (10, 20, 30)).save(tmp_path / folder / name)
+    config = DataConfig(root=str(tmp_path / "main"), extra_roots=[str(tmp_path / "more")], holdout=1)
+    train, val = load_image_sets(config)
+    def paths(split):
+        return [Path(r["path"]).name for r in split.cast_column("image", datasets.Image(decode=False))["image"]]
+
+    assert paths(train) == ["x.png", "y.png", "a.png", "b.png"] and paths(val) == ["c.png"]
+    with pytest.raises(TrainingDataError, match="extra_roots"):
+        DataConfig(extra_roots="not-a-list")
+    with pytest.raises(TrainingDataError, match="no images|not a directory"):
+        load_image_sets(DataConfig(root=str(tmp_path / "main"), extra_roots=[str(tmp_path / "absent")], holdout=1))
+
+
 def test_fresh_start_drops_rows_of_a_run_that_never_checkpointed(tmp_path):
     # A run killed before its first checkpoint leaves log rows but no weights to resume from.
     (tmp_path / "log.jsonl").write_text("".join(json.dumps({"step": s, "loss": 9.0}) + "\n" for s in (1, 2, 3)))

@@ -34,6 +34,7 @@ class TrainConfig:
     num_workers: int | str = 0          # DataLoader worker processes per process, or "auto" (see auto_num_workers)
     deterministic: bool = False
     peak_flops: float | None = None     # the GPU's peak FLOP/s for MFU, if not in throughput.PEAK_BF16_FLOPS
+    init_from: str | None = None        # a shipped model's name or a checkpoint whose weights start a fresh run
 
     def __post_init__(self) -> None:
         self.betas = tuple(float(b) for b in self.betas)
@@ -82,6 +83,8 @@ class TrainConfig:
                 problems.append(f"num_workers must be auto or a whole number in 0..256, got {self.num_workers!r}")
         if self.peak_flops is not None and not 0 < self.peak_flops < 1e21:
             problems.append(f"peak_flops must be a FLOP/s figure > 0 (e.g. 989e12) or null, got {self.peak_flops}")
+        if self.init_from is not None and not (isinstance(self.init_from, str) and self.init_from):
+            problems.append(f"init_from must be a model name or checkpoint path, got {self.init_from!r}")
         if problems:
             raise ValueError("invalid training config: " + "; ".join(problems))
 

@@ -296,6 +296,8 @@ class Trainer:
             torch.set_rng_state(state["rng_cpu"].cpu())
             if env.device.type == "cuda" and "rng_cuda" in state:
                 torch.cuda.set_rng_state(state["rng_cuda"].cpu(), env.device)
+        elif cfg.init_from:
+            self._start_from_weights(model, cfg.init_from, env)
         if env.is_main:
             self.out_dir.mkdir(parents=True, exist_ok=True)
             # Rows past the starting step (all of them for a fresh start) belong to an attempt
@@ -388,6 +390,20 @@ class Trainer:
         if env.is_main:
             self.hooks.on_end(step)
         return last_saved if last_saved_step == step else None
+
+    def _start_from_weights(self, model: SCVAE, source: str, env: DistEnv) -> None:
+        """A fresh run that starts from another model's weights (fine-tuning); the optimiser, the
+        schedule and the step start afresh. A resumed run takes its weights from its own checkpoint."""
+        from scvae.registry import load
+
+        loaded = load(source, device=env.device)
+        if loaded.config != self.model_config:
+            changed = [f"{f.name} {getattr(loaded.config, f.name)!r} vs {getattr(self.model_config, f.name)!r}"
+                       for f in dataclasses.fields(loaded.config)
+                       if getattr(loaded.config, f.name) != getattr(self.model_config, f.name)]
+            raise CheckpointError(f"train.init_from {source}: its model differs from the recipe's "
+                                  f"({', '.join(changed)}); start from a model of the same config")
+        model.load_state_dict(loaded.state_dict())
 
     def _checkpoint(self, env: DistEnv, model: SCVAE, optimizer, scheduler, step: int, elapsed: float) -> Path | None:
         path = None

@@ -52,6 +52,10 @@ def print_dry_run(recipe: Recipe) -> None:
         workers = f"auto ({auto_num_workers()} here)"
     table.add_row("data", f"{recipe.data.source} {recipe.data.root or recipe.data.name or '(--data-root)'}, "
                   f"holdout {recipe.data.holdout}, {workers} loader workers")
+    if recipe.data.extra_roots:
+        table.add_row("more data", ", ".join(recipe.data.extra_roots) + " (trained on, never held out)")
+    if t.init_from:
+        table.add_row("starts from", f"the weights of {t.init_from} (a fresh optimiser and schedule)")
     if recipe.meant_for:
         table.add_row("meant for", f"{recipe.meant_for.upper()}s")
     table.add_row("out", recipe.out)
@@ -157,6 +161,10 @@ def run_training(recipe_ref: str, overrides: list[str], data_root: str | None, o
     existing = (out_dir / "checkpoints").is_dir() and any((out_dir / "checkpoints").iterdir())
     if existing and not resume:
         raise FileExistsError(f"{out_dir} already holds checkpoints: pass --resume to continue, or --out to start a new run")
+    if recipe.train.init_from and not resume:
+        from scvae.registry import resolve
+
+        resolve(recipe.train.init_from)  # a name or path that is not there: refused before any data loads
     train_set, val_set = load_image_sets(recipe.data)
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if recipe.train.batch_size * world > len(train_set):

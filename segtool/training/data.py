@@ -40,8 +40,10 @@ def load_image_sets(config: DataConfig):
         if config.holdout >= len(files):
             raise TrainingDataError(f"{config.root}: {len(files)} images, not more than data.holdout = {config.holdout}")
         cut = len(files) - config.holdout
+        # Folders beside the root add training images only: validation stays the root's last images.
+        extra = [str(p) for root in config.extra_roots for p in list_image_files(root)]
         feature = datasets.Features({"image": datasets.Image()})
-        train = datasets.Dataset.from_dict({"image": files[:cut]}, features=feature)
+        train = datasets.Dataset.from_dict({"image": extra + files[:cut]}, features=feature)
         val = datasets.Dataset.from_dict({"image": files[cut:][: config.val_limit]}, features=feature)
         return train, val
     if config.source == "hub":

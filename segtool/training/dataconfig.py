@@ -14,6 +14,7 @@ class TrainingDataError(ValueError):
 class DataConfig:
     source: str = "imagefolder"        # imagefolder | hub
     root: str | None = None            # imagefolder: the folder (recursively searched)
+    extra_roots: list[str] = field(default_factory=list)  # imagefolder: more folders, trained on, never held out
     name: str | None = None            # hub: dataset name, e.g. "ILSVRC/imagenet-1k"
     config_name: str | None = None     # hub: dataset config
     split: str = "train"
@@ -40,6 +41,8 @@ class DataConfig:
             problems.append(f"val_resolution must be in 8..4096, got {self.val_resolution}")
         if not 8 <= self.cache_short_side <= 8192:
             problems.append(f"cache_short_side must be in 8..8192, got {self.cache_short_side}")
+        if not isinstance(self.extra_roots, (list, tuple)) or not all(isinstance(r, str) and r for r in self.extra_roots):
+            problems.append(f"extra_roots must be a list of folders, got {self.extra_roots!r}")
         scale, ratio = list(self.crop_scale), list(self.crop_ratio)
         if len(scale) != 2 or not all(isinstance(v, (int, float)) and 0 < v <= 1 for v in scale) or scale[0] > scale[1]:
             problems.append(f"crop_scale must be [low, high] with 0 < low <= high <= 1, got {self.crop_scale}")
