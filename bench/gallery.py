@@ -95,7 +95,8 @@ def main(argv: list[str] | None = None) -> None:
              f"Made by `python bench/gallery.py` (method `{args.method}`, the shipped model). Outline and tint: "
              "the mask `segtool segment` writes (in the colour that contrasts most with the subject); nothing here was used to choose or fit anything. The shared labelled sets get "
              "the same treatment with `python bench/gallery.py folder:SET --every 50` (written to segtool-out/, "
-             "not committed: their licences do not allow it).", "",
+             "not committed: their licences do not allow it). Floating-point rounding differs between CPUs, "
+             "so a mask made on another machine can differ (the README's Results give an example).", "",
              "| photo | size | foreground | overlay |", "|---|---|---|---|"]
     for name, shape, fraction in rows:
         rel = Path("figures/gallery") / f"{name}.jpg"
