@@ -398,9 +398,11 @@ class Trainer:
 
         loaded = load(source, device=env.device)
         if loaded.config != self.model_config:
-            changed = [f"{f.name} {getattr(loaded.config, f.name)!r} vs {getattr(self.model_config, f.name)!r}"
+            changed = [f"{f.name} {getattr(loaded.config, f.name)!r} vs {getattr(self.model_config, f.name, None)!r}"
                        for f in dataclasses.fields(loaded.config)
-                       if getattr(loaded.config, f.name) != getattr(self.model_config, f.name)]
+                       if getattr(loaded.config, f.name) != getattr(self.model_config, f.name, None)]
+            if type(loaded.config) is not type(self.model_config):  # another backbone (an SC-VAE vs a VSC)
+                changed = [f"{type(loaded.config).__name__} vs {type(self.model_config).__name__}"]
             raise CheckpointError(f"train.init_from {source}: its model differs from the recipe's "
                                   f"({', '.join(changed)}); start from a model of the same config")
         model.load_state_dict(loaded.state_dict())
