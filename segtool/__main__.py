@@ -1,4 +1,4 @@
-from segtool.cli.app import main
+from segtool.cli.app import run
 
 if __name__ == "__main__":
-    main()
+    run()

@@ -347,5 +347,17 @@ def _report(exc: Exception, debug: bool) -> None:
     raise exc
 
 
+def run(argv: Optional[list[str]] = None) -> None:
+    """The console script: `main`, then a quick exit (see `segtool.cli.quick_exit`). Tests call
+    `main`, which ends in SystemExit like any command line program."""
+    from segtool.cli.quick_exit import leave
+
+    try:
+        main(argv)
+    except SystemExit as exc:
+        leave(exc.code)
+    leave(0)
+
+
 if __name__ == "__main__":
-    main()
+    run()
