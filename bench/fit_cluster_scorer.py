@@ -2,13 +2,15 @@
 
 Clusters each image's feature grid with the pipeline's own settings at every k in --ks, computes
 each cluster's cues (segtool.pipeline.foreground.cues) and the fraction of its cells that the ground truth
-calls object, and fits the logistic regression. Only the selection subset of each set is read
+calls object, and fits the logistic regression (or, with --trees N, N gradient-boosted trees of
+--tree-depth, as the shipped scorers are). Only the selection subset of each set is read
 (--stride 3: every third image in sorted order); the other two thirds are never seen. Each set
 weighs the same in the fit whatever its size, so no one kind of image decides the scorer. Writes
 the scorer JSON with the command, the sets and the image counts inside it. The shipped scorers:
 
     .venv/bin/python bench/fit_cluster_scorer.py folder:../shared/data/oxford17-flowers-seg \\
         folder:../shared/data/ecssd-dev folder:../shared/data/isic-lesions-128 \\
+        --unlabelled ../shared/data/photos-unlabelled --trees 200 --tree-depth 2 \\
         --method scvae --out segtool/scorers/scvae.json
     (the same with --method colour-pipeline --out segtool/scorers/colour-pipeline.json)
 
@@ -140,12 +142,14 @@ def training_rows(dataset: str, data_root, method: str, model, ks: tuple[int, ..
     return rows, reader.name
 
 
-def balanced_fit(sets: dict[str, dict], provenance: dict, saliency_cue: bool = True, geodesic_cue: bool = True):
+def balanced_fit(sets: dict[str, dict], provenance: dict, saliency_cue: bool = True, geodesic_cue: bool = True,
+                 trees: tuple[int, int] | None = None):
     """One scorer over several sets, each set's rows weighted to the same total (cells per set):
     on the nine cues of the feature grid, then the saliency cue (`saliency_cue`), then the
-    geodesic cue (`geodesic_cue`, which needs the saliency cue before it)."""
+    geodesic cue (`geodesic_cue`, which needs the saliency cue before it). A logistic regression,
+    or with `trees` = (count, depth) boosted trees on the same rows and weights."""
     from segtool.pipeline.foreground.cues import CUE_NAMES
-    from segtool.pipeline.foreground.scorer import fit_scorer
+    from segtool.pipeline.foreground.scorer import fit_scorer, fit_tree_scorer
 
     if geodesic_cue and not saliency_cue:
         raise ValueError("the geodesic cue comes after the saliency cue: weigh both, or neither")
@@ -158,7 +162,26 @@ def balanced_fit(sets: dict[str, dict], provenance: dict, saliency_cue: bool = T
         cues.append(rows["cues"][:, :columns])
         fractions.append(rows["fractions"])
         weights.append(cells / cells.sum())
-    return fit_scorer(np.concatenate(cues), np.concatenate(fractions), np.concatenate(weights) * 1e4, provenance)
+    rows = (np.concatenate(cues), np.concatenate(fractions), np.concatenate(weights) * 1e4)
+    if trees is not None:
+        count, depth = trees
+        return fit_tree_scorer(*rows, provenance, depth=depth, trees=count)
+    return fit_scorer(*rows, provenance)
+
+
+def add_model_options(parser: argparse.ArgumentParser) -> None:
+    """Which kind of scorer to fit: a logistic regression, or boosted trees (--trees N)."""
+    parser.add_argument("--trees", type=int, default=None, metavar="N",
+                        help="fit N gradient-boosted trees instead of a logistic regression (the shipped scorers: 200)")
+    parser.add_argument("--tree-depth", type=int, default=2, help="the trees' depth (with --trees; shipped: 2)")
+
+
+def tree_option(args, prog: str) -> tuple[int, int] | None:
+    if args.trees is None:
+        return None
+    if args.trees < 1 or args.tree_depth < 1:
+        sys.exit(f"{prog}: --trees and --tree-depth must be at least 1")
+    return args.trees, args.tree_depth
 
 
 def add_scorer_options(parser: argparse.ArgumentParser) -> None:
@@ -187,7 +210,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--stride", type=int, default=3)
     parser.add_argument("--limit", type=int, default=None, help="at most this many images per set (after --stride)")
     add_scorer_options(parser)
+    add_model_options(parser)
     args = parser.parse_args(argv)
+    trees = tree_option(args, "fit_cluster_scorer")
     import scvae
 
     out = scorer_path(args, "fit_cluster_scorer")
@@ -217,12 +242,15 @@ def main(argv: list[str] | None = None) -> None:
                           pseudo_labels="cells where the label-free vote (simple rule, k = 2, 3, 4) and RBD saliency "
                                         "agree (bench/pseudo_labels.py)")
     try:
-        scorer = balanced_fit(sets, provenance, args.saliency_cue, args.geodesic_cue)
+        scorer = balanced_fit(sets, provenance, args.saliency_cue, args.geodesic_cue, trees)
     except ValueError as exc:
         sys.exit(f"fit_cluster_scorer: {exc}")
     out.parent.mkdir(parents=True, exist_ok=True)
     scorer.save(out)
     print(f"{provenance['images']} images, {provenance['clusters']} clusters -> {out}")
+    if trees is not None:
+        print(f"  {scorer.provenance['model']}")
+        return
     for name, c in zip(scorer.cues, scorer.coef):
         print(f"  {name:>22} {c:+.3f}")
     print(f"  {'intercept':>22} {scorer.intercept:+.3f}")

@@ -27,7 +27,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from fit_cluster_scorer import add_set_options, balanced_fit, fit_sets  # noqa: E402
+from fit_cluster_scorer import add_model_options, add_set_options, balanced_fit, fit_sets, tree_option  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -43,7 +43,9 @@ def main(argv: list[str] | None = None) -> None:
                         help="JSON {'leave_one_kind_out': {SET: {setting: value}}} (bench/saliency_blend.py or "
                              "bench/choose_method.py --json): settings chosen without SET, given to the method scored "
                              "on SET; may be given more than once (the files' settings are merged)")
+    add_model_options(parser)
     args = parser.parse_args(argv)
+    trees = tree_option(args, "leave_one_kind_out")
     if len(args.datasets) < 2:
         sys.exit("leave_one_kind_out: give at least two datasets")
 
@@ -65,7 +67,7 @@ def main(argv: list[str] | None = None) -> None:
                       "stride": 3, "ks": list(ks), "weighting": "each set weighs the same",
                       **({"unlabelled": args.unlabelled, "unlabelled_stride": args.unlabelled_stride}
                          if args.unlabelled else {})}
-        balanced_fit({n: sets[n] for n in names}, provenance, args.saliency_cue, args.geodesic_cue).save(path)
+        balanced_fit({n: sets[n] for n in names}, provenance, args.saliency_cue, args.geodesic_cue, trees).save(path)
         return path
 
     fold_overrides: dict[str, dict] = {}

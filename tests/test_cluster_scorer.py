@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from segtool.pipeline.foreground.cues import CUE_NAMES, GEODESIC_CUE, SALIENCY_CUE, cluster_cues
-from segtool.pipeline.foreground.scorer import ClusterScorer, fit_scorer, load_scorer, shipped_scorers
+from segtool.pipeline.foreground.scorer import ClusterScorer, TreeScorer, fit_scorer, fit_tree_scorer, load_scorer, shipped_scorers
 from segtool.errors import SegtoolError
 from segtool.pipeline.foreground.rules import select_foreground
 
@@ -93,6 +93,80 @@ def test_fit_scorer_learns_to_call_the_square_object(tmp_path):
         fit_scorer(cues[:, :4], fractions, cells)
 
 
+def test_tree_scorer_matches_scikit_learn_and_survives_its_json(tmp_path):
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    rng = np.random.default_rng(0)
+    cues = rng.normal(size=(2000, len(CUE_NAMES) + 2))
+    # A rule a logistic regression cannot draw: object in a band of one cue, only where another is high.
+    fractions = ((np.abs(cues[:, 0]) < 0.7) & (cues[:, 3] > -0.5)).astype(float)
+    cells = rng.integers(1, 40, len(cues))
+    scorer = fit_tree_scorer(cues, fractions, cells, {"images": 7}, depth=2, trees=60)
+    reference = HistGradientBoostingClassifier(max_depth=2, max_iter=60, learning_rate=0.05, early_stopping=False,
+                                               random_state=0).fit(cues, fractions > 0.5, sample_weight=cells)
+    assert np.allclose(scorer.probability(cues), reference.predict_proba(cues)[:, 1], atol=1e-12)
+    assert scorer.uses_saliency and scorer.uses_geodesic and len(scorer.trees) == 60
+    linear = fit_scorer(cues, fractions, cells)
+    accuracy = {name: np.mean((s.probability(cues) > 0.5) == (fractions > 0.5)) for name, s in
+                (("trees", scorer), ("logistic", linear))}
+    assert accuracy["trees"] > accuracy["logistic"] + 0.1
+    path = tmp_path / "trees.json"
+    scorer.save(path)
+    again = load_scorer(str(path))
+    assert isinstance(again, TreeScorer) and again.provenance["images"] == 7
+    assert np.array_equal(again.probability(cues), scorer.probability(cues))
+    with pytest.raises(ValueError, match="both kinds"):
+        fit_tree_scorer(cues, np.zeros(len(cues)), cells)
+
+
+def test_a_tree_scorer_picks_the_square_in_the_pipelines_rule(tmp_path):
+    cues, fractions, cells = scene_rows(count=60, saliency=True)  # a leaf holds at least 20 clusters
+    path = tmp_path / "trees.json"
+    fit_tree_scorer(cues, fractions, cells, depth=2, trees=30).save(path)
+    labels, features = square_scene(size=8)
+    choice = select_foreground(labels, "scored", features=features, scorer=str(path),
+                               saliency=object_saliency(labels))
+    assert choice.foreground_clusters == [1]
+
+
+def tree_file(tmp_path, **changes) -> Path:
+    tree = {"feature": [0, -1, -1], "threshold": [0.5, 0.0, 0.0], "left": [1, 0, 0], "right": [2, 0, 0],
+            "value": [0.0, -1.0, 1.0]}
+    data = {"cues": list(CUE_NAMES), "baseline": 0.0, "trees": [tree]}
+    for key, value in changes.items():
+        if key in tree:
+            tree[key] = value
+        else:
+            data[key] = value
+    path = tmp_path / "trees.json"
+    path.write_text(json.dumps(data))
+    return path
+
+
+def test_a_hand_written_tree_sends_each_cluster_down_the_right_branch(tmp_path):
+    scorer = load_scorer(str(tree_file(tmp_path)))
+    cues = np.zeros((3, len(CUE_NAMES)))
+    cues[:, 0] = [0.2, 0.5, 0.9]  # at most the threshold goes left (value -1), above it right (+1)
+    assert np.allclose(scorer.probability(cues), 1 / (1 + np.exp(-np.array([-1.0, -1.0, 1.0]))))
+
+
+@pytest.mark.parametrize("changes, expected", [
+    ({"feature": [len(CUE_NAMES), -1, -1]}, "outside 0-8"),
+    ({"left": [0, 0, 0]}, "children must be later nodes"),
+    ({"right": [5, 0, 0]}, "children must be later nodes"),
+    ({"value": [0.0, "x", 1.0]}, "finite numbers"),
+    ({"feature": [0.5, -1, -1]}, "whole numbers"),
+    ({"threshold": [0.5, 0.0]}, "lists of one length"),
+    ({"trees": []}, "non-empty list"),
+    ({"baseline": None}, "'baseline' must be a finite number"),
+    ({"extra": 1}, "unknown key"),
+])
+def test_bad_tree_scorer_files_give_one_line_errors(tmp_path, changes, expected):
+    with pytest.raises(SegtoolError, match=expected) as info:
+        load_scorer(str(tree_file(tmp_path, **changes)))
+    assert "\n" not in str(info.value)
+
+
 def test_a_scorer_that_weighs_saliency_needs_the_saliency_grid(tmp_path):
     cues, fractions, cells = scene_rows(saliency=True)
     scorer = fit_scorer(cues, fractions, cells)
@@ -112,6 +186,7 @@ KINDS = {"oxford17-flowers-seg": 282, "ecssd-dev": 167, "isic-lesions-128": 267,
 
 
 @pytest.mark.parametrize("name, images", [("scvae", KINDS), ("colour-pipeline", KINDS), ("scvae-unlabelled", PHOTOS),
+                                          ("scvae-logistic", KINDS), ("colour-pipeline-logistic", KINDS),
                                           ("scvae-flowers", 282), ("colour-pipeline-flowers", 282)])
 def test_shipped_scorers_load_and_pick_an_obvious_object(name, images):
     assert name in shipped_scorers()
@@ -122,6 +197,8 @@ def test_shipped_scorers_load_and_pick_an_obvious_object(name, images):
     # The -flowers ones are the nine-cue scorers of before; the others weigh the image's saliency
     # and the geodesic objectness of its colour too.
     assert scorer.uses_saliency == scorer.uses_geodesic == (not name.endswith("-flowers"))
+    # The defaults are boosted trees; the regressions they replaced ship beside them as -logistic.
+    assert isinstance(scorer, TreeScorer) == (name in ("scvae", "colour-pipeline"))
     labels, features = square_scene(size=8)
     choice = select_foreground(labels, "scored", features=features, scorer=name, saliency=object_saliency(labels),
                                geodesic=object_saliency(labels))
