@@ -30,8 +30,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from cell_cue_probe import auc, cell_cues, leave_one_kind_out  # noqa: E402
-from feature_maps import SUBSETS, in_subset  # noqa: E402
+from cell_cue_probe import cell_cues, leave_one_kind_out, probe_sets  # noqa: E402
+from feature_maps import SUBSETS  # noqa: E402
 
 REFERENCE = ("centre", "saliency", "geodesic_colour16")
 PRIORS = ("appearance_codes", "appearance_colour")
@@ -119,46 +119,21 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--limit", type=int, default=None, help="at most this many images per set")
     args = parser.parse_args(argv)
 
-    import cv2
-
-    from segtool.data.readers import open_dataset
-    from segtool.evaluation.protocol import iem_crop
     from segtool.pipeline.models import load_extractor
     from segtool.pipeline.saliency import rbd_on_work_copy
 
     extractor = load_extractor(None, cache=True)
     priors = fit_priors(args.photos, args.photo_stride, args.photo_limit, extractor, args.inner, args.ring)
     cues = REFERENCE + PRIORS
-    pooled: dict[str, tuple[list, list]] = {}
-    print(f"per-image ROC AUC of each cell cue for object against background cells ({args.images} images): "
-          "mean, and the share of images above 1/2")
-    print(f"  {'set':22s} " + "  ".join(f"{c:>17s}" for c in cues))
-    for spec in args.datasets:
-        reader = open_dataset(spec)
-        samples = [s for i, s in enumerate(reader.samples()) if in_subset(i, args.images)][:args.limit]
-        aucs: dict[str, list[float]] = {c: [] for c in cues}
-        pooled[reader.name] = ([], [])
-        for start in range(0, len(samples), 32):
-            crops = [iem_crop(*reader.load(s), 128, "bilinear") for s in samples[start:start + 32]]
-            codes = extractor.extract([image for image, _ in crops])
-            for (image, truth), z in zip(crops, codes):
-                h, w = z.shape[:2]
-                positive = cv2.resize(truth.astype(np.float32), (w, h), interpolation=cv2.INTER_AREA).ravel() > 0.5
-                grids = {name: np.asarray(g, np.float64).ravel()
-                         for name, g in cell_cues(image, z, rbd_on_work_copy(image), None, REFERENCE).items()}
-                for name, x in appearance_features(image, z).items():
-                    mean, scale, model = priors[name]
-                    grids[name] = model.decision_function((x - mean) / scale)
-                for name in cues:
-                    value = auc(grids[name], positive)
-                    if value is not None:
-                        aucs[name].append(value)
-                pooled[reader.name][0].append(np.stack([grids[c] for c in cues], axis=1))
-                pooled[reader.name][1].append(positive)
-            print(f"  {reader.name}: {start + len(crops)}/{len(samples)}", end="\r", file=sys.stderr)
-        print(file=sys.stderr)
-        cells = [f"{np.mean(v):.3f} ({100 * np.mean(np.array(v) > 0.5):3.0f}%)" for v in aucs.values()]
-        print(f"  {reader.name:22s} " + "  ".join(f"{c:>17s}" for c in cells))
+
+    def grids_of(image: np.ndarray, z: np.ndarray) -> dict[str, np.ndarray]:
+        grids = dict(cell_cues(image, z, rbd_on_work_copy(image), None, REFERENCE))
+        for name, x in appearance_features(image, z).items():
+            mean, scale, model = priors[name]
+            grids[name] = model.decision_function((x - mean) / scale)
+        return grids
+
+    pooled = probe_sets(args.datasets, args.images, args.limit, extractor, cues, grids_of)
     if len(pooled) > 1:
         leave_one_kind_out(pooled, cues, REFERENCE)
 

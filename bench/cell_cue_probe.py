@@ -191,46 +191,65 @@ def main(argv: list[str] | None = None) -> None:
         parser.error(f"unknown cue(s) {', '.join(unknown)}; choose from {', '.join(CUES)}")
     cues = reference + tuple(c for c in CUES if c in asked and c not in reference)
 
-    import cv2
-
-    from segtool.data.readers import open_dataset
-    from segtool.evaluation.protocol import iem_crop
     from segtool.pipeline.models import load_extractor
     from segtool.pipeline.registry import build_segmenter, parse_method
     from segtool.pipeline.saliency import rbd_on_work_copy
 
     extractor = load_extractor(None, cache=True)
     pipeline = build_segmenter(parse_method("scvae"), extractor_factory=lambda: extractor)
-    pooled: dict[str, tuple[list, list]] = {}
-    print(f"per-image ROC AUC of each cell cue for object against background cells ({args.images} images): "
-          "mean, and the share of images above 1/2")
-    print(f"  {'set':22s} " + "  ".join(f"{c:>15s}" for c in cues))
-    for spec in args.datasets:
-        reader = open_dataset(spec)
-        samples = [s for i, s in enumerate(reader.samples()) if in_subset(i, args.images)][:args.limit]
-        aucs: dict[str, list[float]] = {c: [] for c in cues}
-        pooled[reader.name] = ([], [])
-        for start in range(0, len(samples), 32):
-            crops = [iem_crop(*reader.load(s), 128, "bilinear") for s in samples[start:start + 32]]
-            codes = extractor.extract([image for image, _ in crops])
-            for (image, truth), z in zip(crops, codes):
-                h, w = z.shape[:2]
-                positive = cv2.resize(truth.astype(np.float32), (w, h), interpolation=cv2.INTER_AREA).ravel() > 0.5
-                grids = cell_cues(image, z, rbd_on_work_copy(image), pipeline.features_from_codes(image, z), cues)
-                for name, grid in grids.items():
-                    value = auc(np.asarray(grid, np.float64).ravel(), positive)
-                    if value is not None:
-                        aucs[name].append(value)
-                pooled[reader.name][0].append(np.stack([relative(grids[c]) if c not in ABSOLUTE else grids[c].ravel()
-                                                        for c in cues], axis=1))
-                pooled[reader.name][1].append(positive)
-            print(f"  {reader.name}: {start + len(crops)}/{len(samples)}", end="\r", file=sys.stderr)
-        print(file=sys.stderr)
-        cells = [f"{np.mean(v):.3f} ({100 * np.mean(np.array(v) > 0.5):3.0f}%)" for v in aucs.values()]
-        print(f"  {reader.name:22s} " + "  ".join(f"{c:>15s}" for c in cells))
-
+    pooled = probe_sets(args.datasets, args.images, args.limit, extractor, cues,
+                        lambda image, z: cell_cues(image, z, rbd_on_work_copy(image),
+                                                   pipeline.features_from_codes(image, z), cues),
+                        lambda name, grid: relative(grid) if name not in ABSOLUTE else np.asarray(grid).ravel())
     if len(pooled) > 1:
         leave_one_kind_out(pooled, cues, reference)
+
+
+def probe_sets(datasets: list[str], images: str, limit, extractor, cues: tuple[str, ...], grids_of,
+               pooled_value=lambda name, grid: np.asarray(grid, np.float64).ravel()) -> dict[str, tuple[list, list]]:
+    """Per set, print each cue's mean per-image AUC (and the share of images above 1/2), where
+    grids_of(image, codes) gives {cue: grid}; returns the pooled cells {set: (rows, object)},
+    each row the cues' pooled_value(name, grid), for leave_one_kind_out."""
+    from segtool.data.readers import open_dataset
+
+    pooled: dict[str, tuple[list, list]] = {}
+    print(f"per-image ROC AUC of each cell cue for object against background cells ({images} images): "
+          "mean, and the share of images above 1/2")
+    print(f"  {'set':22s} " + "  ".join(f"{c:>17s}" for c in cues))
+    for spec in datasets:
+        reader = open_dataset(spec)
+        samples = [s for i, s in enumerate(reader.samples()) if in_subset(i, images)][:limit]
+        aucs: dict[str, list[float]] = {c: [] for c in cues}
+        pooled[reader.name] = ([], [])
+        for image, z, positive in labelled_grids(reader, samples, extractor):
+            grids = grids_of(image, z)
+            for name in cues:
+                value = auc(np.asarray(grids[name], np.float64).ravel(), positive)
+                if value is not None:
+                    aucs[name].append(value)
+            pooled[reader.name][0].append(np.stack([pooled_value(c, grids[c]) for c in cues], axis=1))
+            pooled[reader.name][1].append(positive)
+        cells = [f"{np.mean(v):.3f} ({100 * np.mean(np.array(v) > 0.5):3.0f}%)" for v in aucs.values()]
+        print(f"  {reader.name:22s} " + "  ".join(f"{c:>17s}" for c in cells))
+    return pooled
+
+
+def labelled_grids(reader, samples, extractor):
+    """(image, codes [h, w, K], object cells [h * w] bool) of each sample at the eval protocol's
+    128 x 128 crop, encoded 32 at a time; a cell is object when the mask covers more than half of it."""
+    import cv2
+
+    from segtool.evaluation.protocol import iem_crop
+
+    for start in range(0, len(samples), 32):
+        crops = [iem_crop(*reader.load(s), 128, "bilinear") for s in samples[start:start + 32]]
+        codes = extractor.extract([image for image, _ in crops])
+        for (image, truth), z in zip(crops, codes):
+            h, w = z.shape[:2]
+            positive = cv2.resize(truth.astype(np.float32), (w, h), interpolation=cv2.INTER_AREA).ravel() > 0.5
+            yield image, z, positive
+        print(f"  {reader.name}: {start + len(crops)}/{len(samples)}", end="\r", file=sys.stderr)
+    print(file=sys.stderr)
 
 
 def leave_one_kind_out(pooled: dict[str, tuple[list, list]], cues: tuple[str, ...] = CUES,

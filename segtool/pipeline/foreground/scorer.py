@@ -34,8 +34,33 @@ def _is_finite_number(value) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and bool(np.isfinite(value))
 
 
+class WeighsCues:
+    """What the pipeline asks of any scorer before it chooses clusters: which pixel cues to compute."""
+    cues: list[str]
+
+    @property
+    def uses_saliency(self) -> bool:
+        return SALIENCY_CUE in self.cues
+
+    @property
+    def uses_geodesic(self) -> bool:
+        return GEODESIC_CUE in self.cues
+
+
+def training_rows(cues: np.ndarray, object_fraction: np.ndarray) -> tuple[tuple[str, ...], np.ndarray]:
+    """(the cue names the columns are, object or not per row) of a fit's rows, refused with a
+    ValueError when the columns are no cue list or the rows hold one class only."""
+    names = next((names for names in CUE_SETS if len(names) == np.shape(cues)[1]), None)
+    if names is None:
+        raise ValueError(f"cue rows have {np.shape(cues)[1]} columns; expected {' or '.join(str(len(n)) for n in CUE_SETS)}")
+    target = np.asarray(object_fraction) > 0.5
+    if target.all() or not target.any():
+        raise ValueError("fitting needs clusters of both kinds: some mostly object, some mostly background")
+    return names, target
+
+
 @dataclass
-class ClusterScorer:
+class ClusterScorer(WeighsCues):
     cues: list[str]
     mean: list[float]
     scale: list[float]
@@ -58,14 +83,6 @@ class ClusterScorer:
         if min(self.scale) <= 0:
             raise ValueError("'scale' must be positive")
 
-    @property
-    def uses_saliency(self) -> bool:
-        return SALIENCY_CUE in self.cues
-
-    @property
-    def uses_geodesic(self) -> bool:
-        return GEODESIC_CUE in self.cues
-
     def probability(self, cues: np.ndarray) -> np.ndarray:
         """P(object) for each row of cues [clusters, len(self.cues)]."""
         z = (np.asarray(cues, dtype=np.float64) - self.mean) / self.scale
@@ -82,12 +99,7 @@ def fit_scorer(cues: np.ndarray, object_fraction: np.ndarray, cells: np.ndarray,
     cells [n] (the sample weight)."""
     from sklearn.linear_model import LogisticRegression
 
-    names = next((names for names in CUE_SETS if len(names) == np.shape(cues)[1]), None)
-    if names is None:
-        raise ValueError(f"cue rows have {np.shape(cues)[1]} columns; expected {' or '.join(str(len(n)) for n in CUE_SETS)}")
-    target = np.asarray(object_fraction) > 0.5
-    if target.all() or not target.any():
-        raise ValueError("fitting needs clusters of both kinds: some mostly object, some mostly background")
+    names, target = training_rows(cues, object_fraction)
     mean = cues.mean(axis=0)
     scale = cues.std(axis=0)
     scale[scale == 0] = 1.0  # a constant cue carries no information; keep it finite
@@ -107,7 +119,7 @@ TREE_FIELDS = ("feature", "threshold", "left", "right", "value")
 
 
 @dataclass
-class TreeScorer:
+class TreeScorer(WeighsCues):
     """Gradient-boosted decision trees over the raw cues: P(object) = sigmoid(baseline + the sum
     over trees of the value of the leaf each cluster reaches). A tree is parallel lists over its
     nodes: `feature` (the cue's column, -1 at a leaf), `threshold` (go to `left` when the cue is
@@ -158,14 +170,6 @@ class TreeScorer:
         return (np.where(inner, feature, 0), inner, np.asarray(tree["threshold"], dtype=np.float64),
                 np.where(inner, left, nodes), np.where(inner, right, nodes), np.asarray(tree["value"], dtype=np.float64))
 
-    @property
-    def uses_saliency(self) -> bool:
-        return SALIENCY_CUE in self.cues
-
-    @property
-    def uses_geodesic(self) -> bool:
-        return GEODESIC_CUE in self.cues
-
     def probability(self, cues: np.ndarray) -> np.ndarray:
         """P(object) for each row of cues [clusters, len(self.cues)]."""
         x = np.asarray(cues, dtype=np.float64)
@@ -185,18 +189,13 @@ class TreeScorer:
 
 
 def fit_tree_scorer(cues: np.ndarray, object_fraction: np.ndarray, cells: np.ndarray, provenance: dict | None = None,
-                    depth: int = 3, trees: int = 150, learning_rate: float = 0.05) -> TreeScorer:
+                    depth: int = 2, trees: int = 200, learning_rate: float = 0.05) -> TreeScorer:
     """Fit gradient-boosted trees on cluster rows, as fit_scorer fits its regression (the same
     rows, labels and weights), and keep them as a TreeScorer. scikit-learn's trees are read out
     node by node, so segmenting needs no scikit-learn."""
     from sklearn.ensemble import HistGradientBoostingClassifier
 
-    names = next((names for names in CUE_SETS if len(names) == np.shape(cues)[1]), None)
-    if names is None:
-        raise ValueError(f"cue rows have {np.shape(cues)[1]} columns; expected {' or '.join(str(len(n)) for n in CUE_SETS)}")
-    target = np.asarray(object_fraction) > 0.5
-    if target.all() or not target.any():
-        raise ValueError("fitting needs clusters of both kinds: some mostly object, some mostly background")
+    names, target = training_rows(cues, object_fraction)
     model = HistGradientBoostingClassifier(max_depth=depth, max_iter=trees, learning_rate=learning_rate,
                                            early_stopping=False, random_state=0)
     model.fit(np.asarray(cues, dtype=np.float64), target, sample_weight=np.asarray(cells, dtype=np.float64))
