@@ -11,10 +11,11 @@ geodesic:  per cell p, with geodesic distances d(p, q) along the 4-connected gri
            BndCon(p) = Len / sqrt(Area), bgProb(p) = 1 - exp(-BndCon^2 / 2). A cluster whose
            mean bgProb is below the threshold (0.3) is foreground. Edge differences below half
            a median edge count as zero (texture, not boundary).
-scored:    a cluster is foreground if the cluster scorer (segtool.pipeline.foreground.scorer: a logistic
-           regression over scale-free cues of position, shape, border contact and feature contrast,
-           and for the shipped scorers the image's RBD saliency, fit offline on a selection
-           subset's masks) gives it P(object) above 1/2; its score is the background probability
+scored:    a cluster is foreground if the cluster scorer (segtool.pipeline.foreground.scorer: boosted
+           trees or a logistic regression over scale-free cues of position, shape, border contact
+           and feature contrast, and for the shipped scorers the image's RBD saliency and geodesic
+           objectness, fit offline on selection subsets' masks and pseudo-labelled photos) gives
+           it P(object) above 1/2; its score is the background probability
            1 - P(object).
 In all three, if no cluster qualifies the most object-like one is taken, and if every cluster
 qualifies the most background-like one is dropped: a mask is never empty or full.
