@@ -34,6 +34,12 @@ def _is_finite_number(value) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and bool(np.isfinite(value))
 
 
+def _check_cues(cues) -> None:
+    if not isinstance(cues, (list, tuple)) or tuple(cues) not in CUE_SETS:
+        raise ValueError(f"the scorer weighs cues {cues}, but this version computes "
+                         f"{list(CUE_NAMES)}, optionally followed by {SALIENCY_CUE!r} and then {GEODESIC_CUE!r}")
+
+
 class WeighsCues:
     """What the pipeline asks of any scorer before it chooses clusters: which pixel cues to compute."""
     cues: list[str]
@@ -107,12 +113,6 @@ def fit_scorer(cues: np.ndarray, object_fraction: np.ndarray, cells: np.ndarray,
     model.fit((cues - mean) / scale, target, sample_weight=np.asarray(cells, dtype=np.float64))
     return ClusterScorer(list(names), mean.tolist(), scale.tolist(), model.coef_[0].tolist(),
                          float(model.intercept_[0]), provenance or {})
-
-
-def _check_cues(cues) -> None:
-    if not isinstance(cues, (list, tuple)) or tuple(cues) not in CUE_SETS:
-        raise ValueError(f"the scorer weighs cues {cues}, but this version computes "
-                         f"{list(CUE_NAMES)}, optionally followed by {SALIENCY_CUE!r} and then {GEODESIC_CUE!r}")
 
 
 TREE_FIELDS = ("feature", "threshold", "left", "right", "value")
